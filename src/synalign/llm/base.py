@@ -1,0 +1,80 @@
+"""The LLM protocol the stages depend on; concrete backends live beside it."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Everything that changes what a sampler returns; part of every cache key."""
+
+    temperature: float = 0.9
+    top_p: float = 0.95
+    min_p: float = 0.05
+    max_tokens: int = 64
+    stop: tuple[str, ...] = ("\n",)
+    seed: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["stop"] = list(self.stop)
+        return d
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A completion prompt (`text`) or a chat conversation (`messages`), never both."""
+
+    text: str | None = None
+    messages: tuple[tuple[str, str], ...] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.text is None) == (self.messages is None):
+            raise ValueError("a Prompt has either text or messages")
+
+    @property
+    def is_chat(self) -> bool:
+        return self.messages is not None
+
+    def as_dict(self) -> dict[str, Any]:
+        if self.messages is not None:
+            return {"messages": [{"role": r, "content": c} for r, c in self.messages]}
+        return {"text": self.text}
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One sampled answer with its token usage."""
+
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str = "stop"
+    cached: bool = field(default=False, compare=False)
+
+
+def sample_seed(seed: int, index: int) -> int:
+    """Independent, order-free seed for sample `index`, so any subset can be redrawn alone."""
+    digest = hashlib.sha256(f"{seed}:{index}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+@runtime_checkable
+class LLM(Protocol):
+    """A text generator. `indices` name which samples of the prompt to draw."""
+
+    @property
+    def backend(self) -> str: ...
+
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def has_chat_template(self) -> bool: ...
+
+    def generate(
+        self, prompt: Prompt, params: SamplingParams, indices: list[int]
+    ) -> list[Completion]: ...

@@ -1,0 +1,423 @@
+"""Runs the stages into a run directory; the only module that knows its layout.
+
+Each stage records a fingerprint of its inputs and config in `state.json`; a stage whose
+fingerprint is unchanged and whose outputs exist is skipped. An interrupted stage is
+re-run, and its LLM calls and embeddings come back from the caches under `cache/`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synalign.config import RunConfig, to_toml
+from synalign.data import (
+    atomic_write_bytes,
+    atomic_write_text,
+    read_jsonl,
+    read_records,
+    validate_labelled,
+    write_jsonl,
+)
+from synalign.embeddings import CachedEmbedder, Embedder, SentenceTransformerEmbedder
+from synalign.errors import ConfigError, SynAlignError
+from synalign.filters import SampleFilter
+from synalign.llm.base import LLM, SamplingParams
+from synalign.llm.cache import CachedLLM, ResponseCache
+from synalign.progress import Reporter, SilentReporter
+from synalign.prompts import PromptFamily, TaskSpec, prompt_family, word_count
+from synalign.reason import Cluster, LatentAttributeGenerator, stable_seed
+from synalign.records import Record, labels_of
+
+STAGES = ("ingest", "explore", "describe", "generate", "align", "report")
+
+OUTPUTS: dict[str, tuple[str, ...]] = {
+    "ingest": ("real.jsonl",),
+    "explore": ("demos.jsonl",),
+    "describe": ("attributes.jsonl",),
+    "generate": ("synthetic.jsonl", "rejected.jsonl"),
+    "align": ("aligned.jsonl", "weights.npy", "align.json"),
+    "report": ("report/metrics.json",),
+}
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
+        with f.open("rb") as fh:
+            for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+@dataclass
+class RunSummary:
+    """What a run produced, for the summary table and metrics.json."""
+
+    run_dir: Path
+    metrics: dict[str, Any] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+
+class Pipeline:
+    """ESM -> LAR -> SDA over one run directory."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        reporter: Reporter | None = None,
+        llm: LLM | None = None,
+        embedder: Embedder | None = None,
+    ) -> None:
+        self.config = config
+        self.reporter = reporter or SilentReporter()
+        self.run_dir = config.run_dir
+        self._llm_override = llm
+        self._embedder_override = embedder
+        self._llm: CachedLLM | None = None
+        self._embedder: CachedEmbedder | None = None
+        self._task: TaskSpec | None = None
+
+    # ----- run directory --------------------------------------------------------------
+
+    def path(self, name: str) -> Path:
+        return self.run_dir / name
+
+    def _state(self) -> dict[str, Any]:
+        p = self.path("state.json")
+        if not p.exists():
+            return {}
+        try:
+            return json.loads(p.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return {}
+
+    def _save_state(self, state: dict[str, Any]) -> None:
+        atomic_write_text(self.path("state.json"), json.dumps(state, indent=2, sort_keys=True))
+
+    def _fingerprint(self, stage: str) -> str:
+        c = self.config
+        inputs: dict[str, Any] = {"stage": stage, "seed": c.seed}
+        if stage == "ingest":
+            inputs["data"] = c.data.model_dump()
+            if c.data.path:
+                p = Path(c.data.path)
+                inputs["file"] = _file_digest(p) if p.exists() else None
+            return _digest(inputs)
+        previous = STAGES[STAGES.index(stage) - 1]
+        inputs["after"] = self._state().get("stages", {}).get(previous, {}).get("fingerprint")
+        if stage in ("explore", "align", "report"):
+            inputs["embed"] = c.embed.model_dump()
+        if stage == "explore":
+            inputs["explore"] = c.explore.model_dump()
+            inputs["clusters_per_label"] = self._clusters_per_label()
+        if stage in ("describe", "generate", "report"):
+            inputs["generate"] = c.generate.model_dump()
+        if stage in ("describe", "generate", "report"):
+            inputs["llm"] = c.llm.model_dump()
+        if stage in ("align", "report"):
+            inputs["align"] = c.align.model_dump()
+        return _digest(inputs)
+
+    # ----- components (built on first use so skipped stages load nothing) --------------
+
+    @property
+    def embedder(self) -> CachedEmbedder:
+        if self._embedder is None:
+            base = self._embedder_override or SentenceTransformerEmbedder(
+                self.config.embed.model, batch_size=self.config.embed.batch_size
+            )
+            self._embedder = CachedEmbedder(base, self.path("cache/embeddings.sqlite"))
+        return self._embedder
+
+    @property
+    def llm(self) -> CachedLLM:
+        if self._llm is None:
+            from synalign.llm.factory import make_llm
+
+            base = self._llm_override or make_llm(self.config.llm)
+            self._llm = CachedLLM(base, ResponseCache(self.path("cache/llm.sqlite")))
+        return self._llm
+
+    def _family(self) -> PromptFamily:
+        name = self.config.llm.prompt_family
+        if name == "auto":
+            name = "chat" if self.llm.has_chat_template else "completion"
+        return prompt_family(name)
+
+    def task_spec(self) -> TaskSpec:
+        if self._task is None:
+            d = self.config.data
+            item, descriptions = d.item_name, dict(d.label_descriptions)
+            if d.dataset:
+                from synalign.datasets import dataset_info
+
+                info = dataset_info(d.dataset)
+                item = item or info.item_name
+                descriptions = {**info.label_descriptions, **descriptions}
+            self._task = TaskSpec(item_name=item or "text", label_descriptions=descriptions)
+        return self._task
+
+    # ----- stages ----------------------------------------------------------------------
+
+    def run(self, until: str = "report", force: bool = False) -> RunSummary:
+        """Run every stage up to `until`, skipping the ones already done."""
+        if until not in STAGES:
+            raise ConfigError(f"unknown stage {until!r}; choose one of {', '.join(STAGES)}")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.path("config.toml"), to_toml(self.config))
+        summary = RunSummary(self.run_dir)
+        for stage in STAGES[: STAGES.index(until) + 1]:
+            state = self._state()
+            fp = self._fingerprint(stage)
+            done = state.get("stages", {}).get(stage, {})
+            outputs_exist = all(self.path(o).exists() for o in OUTPUTS[stage])
+            if not force and done.get("fingerprint") == fp and outputs_exist:
+                summary.skipped.append(stage)
+                self.reporter.message(f"[dim]{stage}: up to date, skipped[/dim]")
+                continue
+            start = time.perf_counter()
+            info = getattr(self, f"_stage_{stage}")() or {}
+            state = self._state()
+            state.setdefault("stages", {})[stage] = {
+                "fingerprint": fp,
+                "seconds": round(time.perf_counter() - start, 3),
+                **info,
+            }
+            self._save_state(state)
+        if until == "report":
+            summary.metrics = json.loads(self.path("report/metrics.json").read_text("utf-8"))
+        return summary
+
+    def _stage_ingest(self) -> dict[str, Any]:
+        d = self.config.data
+        warnings: list[str] = []
+        if d.dataset:
+            from synalign.datasets import draw_shots, load_split
+
+            records = load_split(d.dataset, d.split)
+            source = f"dataset {d.dataset} ({d.split})"
+        elif d.path:
+            loaded = read_records(d.path, d.text_column, d.label_column)
+            records, warnings = loaded.records, list(loaded.warnings)
+            source = d.path
+        else:
+            raise ConfigError(
+                "no real data: set data.dataset (see `synalign datasets list`) or data.path"
+            )
+        if d.shots:
+            from synalign.datasets import draw_shots
+
+            records, shot_warnings = draw_shots(records, d.shots, self.config.seed)
+            warnings += shot_warnings
+        warnings += validate_labelled(
+            records, source, min_per_label=self.config.explore.cluster_size
+        )
+        for w in warnings:
+            self.reporter.message(f"[yellow]warning:[/yellow] {w}")
+        write_jsonl(self.path("real.jsonl"), [r.to_dict() for r in records])
+        return {"records": len(records), "labels": len(labels_of(records)), "warnings": warnings}
+
+    def _real(self) -> list[Record]:
+        return [Record.from_dict(r) for r in read_jsonl(self.path("real.jsonl"))]
+
+    def _embed(self, texts: list[str], what: str) -> np.ndarray:
+        with self.reporter.task(f"embedding {what}", total=len(texts)) as advance:
+            chunks = []
+            step = max(self.config.embed.batch_size * 4, 256)
+            for start in range(0, len(texts), step):
+                chunk = texts[start : start + step]
+                chunks.append(self.embedder.encode(chunk))
+                advance(len(chunk))
+        if not chunks:
+            return np.zeros((0, 384), dtype=np.float32)
+        return np.concatenate(chunks)
+
+    def _clusters_per_label(self) -> int:
+        g = self.config.generate
+        return math.ceil(g.samples_per_label / g.samples_per_cluster)
+
+    def _stage_explore(self) -> dict[str, Any]:
+        from synalign.explore import DemonstrationSelector, RandomSelector
+
+        c = self.config
+        real = self._real()
+        X = self._embed([r.text for r in real], "real texts")
+        n_clusters = self._clusters_per_label()
+        rows: list[dict[str, Any]] = []
+        index = 0
+        for label in labels_of(real):
+            idx = [i for i, r in enumerate(real) if r.label == label]
+            seed = stable_seed(c.seed, label, "explore")
+            if c.explore.method == "gp":
+                selector: Any = DemonstrationSelector(
+                    cluster_size=c.explore.cluster_size,
+                    bandwidth=c.explore.bandwidth,
+                    noise=c.explore.noise,
+                    seed=seed,
+                )
+            else:
+                selector = RandomSelector(cluster_size=c.explore.cluster_size, seed=seed)
+            clusters = selector.select(X[idx], n_clusters)
+            for members in clusters:
+                recs = [real[idx[m]] for m in members]
+                rows.append(
+                    {
+                        "cluster": index,
+                        "label": label,
+                        "demo_ids": [r.id for r in recs],
+                        "texts": [r.text for r in recs],
+                    }
+                )
+                index += 1
+        write_jsonl(self.path("demos.jsonl"), rows)
+        return {"clusters": len(rows)}
+
+    def _clusters(self) -> list[Cluster]:
+        return [
+            Cluster(r["cluster"], r["label"], tuple(r["demo_ids"]), tuple(r["texts"]))
+            for r in read_jsonl(self.path("demos.jsonl"))
+        ]
+
+    def _generator(self) -> LatentAttributeGenerator:
+        c = self.config
+        real = self._real()
+        words = sorted(word_count(r.text) for r in real)
+        p95 = words[min(len(words) - 1, int(0.95 * len(words)))] if words else 40
+        max_tokens = c.llm.max_tokens or max(32, min(512, int(p95 * 2) + 16))
+        sampling = SamplingParams(
+            temperature=c.llm.temperature,
+            top_p=c.llm.top_p,
+            min_p=c.llm.min_p,
+            max_tokens=max_tokens,
+        )
+        sample_filter = SampleFilter(
+            min_words=c.generate.min_words,
+            max_words=c.generate.max_words,
+            near_copy=c.generate.near_copy,
+        ).fit(r.text for r in real)
+        return LatentAttributeGenerator(
+            llm=self.llm,
+            family=self._family(),
+            task=self.task_spec(),
+            use_attributes=c.generate.attributes,
+            samples_per_cluster=c.generate.samples_per_cluster,
+            sampling=sampling,
+            sample_filter=sample_filter,
+            seed=c.seed,
+        )
+
+    def _stage_describe(self) -> dict[str, Any]:
+        clusters = self._clusters()
+        gen = self._generator()
+        with self.reporter.task("attributes", total=len(clusters)) as advance:
+            rows = gen.describe(clusters, progress=advance)
+        write_jsonl(self.path("attributes.jsonl"), rows)
+        return {"parsed": sum(r["parsed"] for r in rows), "clusters": len(rows)}
+
+    def _stage_generate(self) -> dict[str, Any]:
+        clusters = self._clusters()
+        attributes = read_jsonl(self.path("attributes.jsonl"))
+        gen = self._generator()
+        with self.reporter.task("writing samples", total=len(clusters)) as advance:
+            accepted, rejected = gen.generate(clusters, attributes, progress=advance)
+        seed = self.config.seed
+        for row in accepted + rejected:
+            row["seed"] = seed
+        write_jsonl(self.path("rejected.jsonl"), rejected)
+        write_jsonl(self.path("synthetic.jsonl"), accepted)
+        empty = [
+            lab for lab in labels_of(self._real()) if not any(r["label"] == lab for r in accepted)
+        ]
+        if empty:
+            raise SynAlignError(
+                f"no synthetic sample was accepted for label(s) {', '.join(map(repr, empty))}; "
+                f"see {self.path('rejected.jsonl')} for the reasons, and raise "
+                "generate.samples_per_label or relax generate.min_words / near_copy"
+            )
+        return {
+            "generated": len(accepted) + len(rejected),
+            "accepted": len(accepted),
+            "rejected": dict(Counter(r["reason"] for r in rejected)),
+            "llm_calls": self.llm.usage.calls,
+            "llm_cache_hits": self.llm.usage.cache_hits,
+            "completion_tokens": self.llm.usage.completion_tokens,
+        }
+
+    def _stage_align(self) -> dict[str, Any]:
+        from synalign.align import MMDAligner
+        from synalign.kernels import effective_sample_size
+
+        c = self.config
+        real = self._real()
+        synthetic = read_jsonl(self.path("synthetic.jsonl"))
+        X_real = self._embed([r.text for r in real], "real texts")
+        X_syn = self._embed([s["text"] for s in synthetic], "synthetic texts")
+        labels_syn = [s["label"] for s in synthetic]
+        aligner = MMDAligner(bandwidth=c.align.bandwidth, seed=c.seed)
+        aligner.fit(X_syn, X_real, labels_syn, [r.label for r in real])
+        if not c.align.enabled:
+            weights = np.zeros(len(synthetic))
+            for lab in set(labels_syn):
+                mask = np.array([x == lab for x in labels_syn])
+                weights[mask] = 1.0 / mask.sum()
+            aligner.weights_ = weights
+            aligner.ess_ = {
+                lab: effective_sample_size(weights[np.array([x == lab for x in labels_syn])])
+                for lab in aligner.labels_
+            }
+            aligner.mmd2_after_ = dict(aligner.mmd2_before_)
+        picks = aligner.resample(c.align.size_per_label, seed=c.seed)
+        aligned = [{**synthetic[i], "weight": float(aligner.weights_[i])} for i in picks]
+        buf = io.BytesIO()
+        np.save(buf, np.asarray(aligner.weights_, dtype=np.float64), allow_pickle=False)
+        atomic_write_bytes(self.path("weights.npy"), buf.getvalue())
+        info = {
+            "bandwidth": float(aligner.bandwidth_),
+            "mmd2_before": aligner.mmd2_before_,
+            "mmd2_after": aligner.mmd2_after_,
+            "ess": aligner.ess_,
+            "synthetic_per_label": dict(Counter(labels_syn)),
+            "aligned_per_label": dict(Counter(a["label"] for a in aligned)),
+        }
+        atomic_write_text(self.path("align.json"), json.dumps(info, indent=2))
+        write_jsonl(self.path("aligned.jsonl"), aligned)
+        return {"aligned": len(aligned)}
+
+    def _stage_report(self) -> dict[str, Any]:
+        state = self._state().get("stages", {})
+        align = json.loads(self.path("align.json").read_text("utf-8"))
+        gen = state.get("generate", {})
+        metrics = {
+            "run_dir": str(self.run_dir),
+            "labels": state.get("ingest", {}).get("labels"),
+            "real_records": state.get("ingest", {}).get("records"),
+            "clusters": state.get("explore", {}).get("clusters"),
+            "attributes_parsed": state.get("describe", {}).get("parsed"),
+            "generated": gen.get("generated"),
+            "accepted": gen.get("accepted"),
+            "rejected": gen.get("rejected"),
+            "aligned": state.get("align", {}).get("aligned"),
+            **{k: align[k] for k in ("bandwidth", "mmd2_before", "mmd2_after", "ess")},
+            "synthetic_per_label": align["synthetic_per_label"],
+            "seconds": {s: state.get(s, {}).get("seconds") for s in STAGES[:-1]},
+            "config": self.config.model_dump(),
+        }
+        self.path("report").mkdir(exist_ok=True)
+        atomic_write_text(self.path("report/metrics.json"), json.dumps(metrics, indent=2))
+        return {}

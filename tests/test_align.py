@@ -1,0 +1,183 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.optimize import minimize
+from sklearn.gaussian_process.kernels import RBF
+
+from synalign.align import ALL_LABEL, MMDAligner, project_to_simplex
+from synalign.kernels import effective_sample_size, median_bandwidth, mmd2, rbf_kernel
+
+
+def _unit_rows(A: np.ndarray) -> np.ndarray:
+    return A / np.linalg.norm(A, axis=1, keepdims=True)
+
+
+@pytest.fixture
+def labelled() -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+    rng = np.random.default_rng(0)
+    X_real = np.vstack(
+        [rng.normal(0, 1, (30, 5)), rng.normal(2, 1, (20, 5)), rng.normal(-2, 1, (5, 5))]
+    )
+    y_real = ["a"] * 30 + ["b"] * 20 + ["c"] * 5
+    X_syn = np.vstack([rng.normal(0.5, 1.5, (40, 5)), rng.normal(2, 0.5, (25, 5))])
+    y_syn = ["a"] * 40 + ["b"] * 25
+    order = rng.permutation(65)
+    return X_syn[order], X_real, [y_syn[i] for i in order], y_real
+
+
+def test_rbf_kernel_matches_sklearn() -> None:
+    rng = np.random.default_rng(1)
+    X, Y = rng.normal(size=(7, 4)), rng.normal(size=(5, 4))
+    np.testing.assert_allclose(rbf_kernel(X, Y, 1.7), RBF(length_scale=1.7)(X, Y), atol=1e-12)
+    np.testing.assert_allclose(np.diag(rbf_kernel(X, X, 0.3)), 1.0, atol=1e-12)
+
+
+def test_mmd2_matches_naive_double_loop() -> None:
+    rng = np.random.default_rng(2)
+    X, Y = rng.normal(size=(4, 3)), rng.normal(1.0, 1.0, size=(6, 3))
+    wx, wy = rng.random(4), rng.random(6)
+    bw = 1.3
+
+    def k(a: np.ndarray, b: np.ndarray) -> float:
+        return float(np.exp(-np.sum((a - b) ** 2) / (2 * bw**2)))
+
+    px, py = wx / wx.sum(), wy / wy.sum()
+    naive = sum(px[i] * px[j] * k(X[i], X[j]) for i in range(4) for j in range(4))
+    naive += sum(py[i] * py[j] * k(Y[i], Y[j]) for i in range(6) for j in range(6))
+    naive -= 2 * sum(px[i] * py[j] * k(X[i], Y[j]) for i in range(4) for j in range(6))
+    assert mmd2(X, Y, bw, weights_x=wx, weights_y=wy) == pytest.approx(naive, abs=1e-12)
+    assert naive > 0.01
+    assert mmd2(X, X, bw) == 0.0
+
+
+def test_median_bandwidth_and_ess() -> None:
+    rng = np.random.default_rng(3)
+    X, Y = rng.normal(size=(6, 3)), rng.normal(size=(4, 3))
+    Z = np.vstack([X, Y])
+    pairwise = [np.linalg.norm(Z[i] - Z[j]) for i in range(10) for j in range(i + 1, 10)]
+    assert median_bandwidth(X, Y) == pytest.approx(np.median(pairwise))
+    assert median_bandwidth(np.ones((5, 3))) == 1.0
+    big = rng.normal(size=(300, 3))
+    assert median_bandwidth(big, max_points=50, seed=4) == median_bandwidth(
+        big, max_points=50, seed=4
+    )
+    assert median_bandwidth(big, max_points=50, seed=4) != median_bandwidth(
+        big, max_points=50, seed=5
+    )
+    assert effective_sample_size(np.full(8, 0.125)) == pytest.approx(8.0)
+    assert effective_sample_size(np.array([0.0, 1.0, 0.0])) == pytest.approx(1.0)
+
+
+def test_simplex_projection_is_exact() -> None:
+    rng = np.random.default_rng(4)
+    v = rng.normal(size=12)
+    w = project_to_simplex(v)
+    assert w.min() >= 0 and w.sum() == pytest.approx(1.0)
+    for _ in range(200):
+        other = project_to_simplex(rng.normal(size=12))
+        assert np.sum((v - w) ** 2) <= np.sum((v - other) ** 2) + 1e-12
+
+
+def test_weights_per_label_and_mmd_improves(labelled) -> None:
+    X_syn, X_real, y_syn, y_real = labelled
+    aligner = MMDAligner().fit(X_syn, X_real, y_syn, y_real)
+    assert aligner.labels_ == [y_syn[0], "b" if y_syn[0] == "a" else "a"]
+    assert aligner.missing_labels_ == ["c"]
+    assert aligner.bandwidth_ == pytest.approx(median_bandwidth(X_real, X_syn, seed=0))
+    assert aligner.weights_.shape == (65,)
+    assert aligner.weights_.min() >= 0
+    labels = np.array(y_syn)
+    y_r = np.array(y_real)
+    for label in ("a", "b"):
+        w = aligner.weights_[labels == label]
+        assert w.sum() == pytest.approx(1.0, abs=1e-12)
+        assert aligner.mmd2_after_[label] <= aligner.mmd2_before_[label]
+        assert aligner.mmd2_after_[label] < 0.8 * aligner.mmd2_before_[label]
+        assert aligner.mmd2_after_[label] == pytest.approx(
+            mmd2(X_syn[labels == label], X_real[y_r == label], aligner.bandwidth_, w), abs=1e-10
+        )
+        assert 1.0 <= aligner.ess_[label] <= w.size
+        assert 0 < aligner.n_iter_[label] <= aligner.max_iter
+
+
+def test_objective_matches_slsqp_on_tiny_problem() -> None:
+    rng = np.random.default_rng(5)
+    X_syn, X_real = rng.normal(size=(15, 3)), rng.normal(0.4, 0.8, size=(10, 3))
+    aligner = MMDAligner().fit(X_syn, X_real)
+    bw = aligner.bandwidth_
+    K = rbf_kernel(X_syn, X_syn, bw)
+    b = rbf_kernel(X_syn, X_real, bw).mean(axis=1)
+    c = rbf_kernel(X_real, X_real, bw).mean()
+    result = minimize(
+        lambda w: w @ K @ w - 2 * w @ b + c,
+        np.full(15, 1 / 15),
+        jac=lambda w: 2 * K @ w - 2 * b,
+        method="SLSQP",
+        bounds=[(0.0, 1.0)] * 15,
+        constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1.0}],
+        options={"ftol": 1e-14, "maxiter": 1000},
+    )
+    assert result.success
+    assert aligner.labels_ == [ALL_LABEL]
+    assert aligner.mmd2_after_[ALL_LABEL] == pytest.approx(result.fun, abs=1e-6)
+    assert aligner.mmd2_after_[ALL_LABEL] < aligner.mmd2_before_[ALL_LABEL] - 1e-3
+
+
+def test_off_distribution_cluster_gets_little_weight() -> None:
+    rng = np.random.default_rng(6)
+    center = 0.5 * rng.normal(size=16)
+    X_real = _unit_rows(center + 0.6 * rng.normal(size=(300, 16)))
+    like = _unit_rows(center + 0.6 * rng.normal(size=(200, 16)))
+    off = _unit_rows(center + 3.0 + 0.3 * rng.normal(size=(50, 16)))
+    aligner = MMDAligner().fit(np.vstack([like, off]), X_real)
+    assert aligner.weights_[200:].sum() < 0.05
+    assert aligner.weights_[:200].sum() > 0.95
+
+
+def test_never_worse_than_uniform_even_with_one_iteration(labelled) -> None:
+    X_syn, X_real, y_syn, y_real = labelled
+    aligner = MMDAligner(max_iter=1).fit(X_syn, X_real, y_syn, y_real)
+    for label in aligner.labels_:
+        assert aligner.mmd2_after_[label] <= aligner.mmd2_before_[label]
+        assert aligner.n_iter_[label] == 1
+
+
+def test_resample_counts_validity_and_determinism(labelled) -> None:
+    X_syn, X_real, y_syn, y_real = labelled
+    aligner = MMDAligner(seed=1).fit(X_syn, X_real, y_syn, y_real)
+    labels = np.array(y_syn)
+    idx = aligner.resample({"a": 17, "b": 9, "c": 4})
+    assert idx.shape == (26,)
+    assert idx.min() >= 0 and idx.max() < 65
+    assert np.all(aligner.weights_[idx] > 0)
+    first, second = aligner.labels_
+    n_first = 17 if first == "a" else 9
+    assert set(labels[idx[:n_first]]) == {first}
+    assert set(labels[idx[n_first:]]) == {second}
+    assert np.all(np.diff(idx[:n_first]) >= 0) and np.all(np.diff(idx[n_first:]) >= 0)
+    np.testing.assert_array_equal(idx, aligner.resample({"a": 17, "b": 9, "c": 4}))
+    np.testing.assert_array_equal(idx, aligner.resample({"a": 17, "b": 9}, seed=1))
+    assert not np.array_equal(aligner.resample(200, seed=2), aligner.resample(200, seed=3))
+    default = aligner.resample()
+    assert [int(np.sum(labels[default] == lab)) for lab in ("a", "b")] == [40, 25]
+    assert aligner.resample(5).shape == (10,)
+    with pytest.raises(ValueError, match="zzz"):
+        aligner.resample({"zzz": 3})
+
+
+def test_systematic_resampling_tracks_weights() -> None:
+    rng = np.random.default_rng(7)
+    aligner = MMDAligner().fit(rng.normal(size=(20, 2)), rng.normal(size=(30, 2)))
+    idx = aligner.resample(1000, seed=0)
+    counts = np.bincount(idx, minlength=20)
+    assert np.all(np.abs(counts - 1000 * aligner.weights_) < 1.0 + 1e-9)
+
+
+def test_synthetic_label_missing_from_real_raises(labelled) -> None:
+    X_syn, X_real, y_syn, y_real = labelled
+    y_bad = ["zebra" if y == "b" else y for y in y_syn]
+    with pytest.raises(ValueError, match="zebra"):
+        MMDAligner().fit(X_syn, X_real, y_bad, y_real)
+    with pytest.raises(ValueError):
+        MMDAligner().fit(X_syn, X_real, y_syn, None)

@@ -1,0 +1,156 @@
+"""End to end: all three stages with the real bundled model and embedder, tiny budget."""
+
+import json
+
+import numpy as np
+import pytest
+
+from synalign.config import build_config
+from synalign.data import read_jsonl
+from synalign.errors import SynAlignError
+from synalign.llm.llamacpp import LlamaCppLLM
+from synalign.pipeline import Pipeline
+
+
+def _config(tmp_path, **generate):
+    return build_config(
+        {
+            "name": "tiny",
+            "runs_dir": str(tmp_path),
+            "seed": 1,
+            "data": {"dataset": "rotten-tomatoes", "shots": 6},
+            "explore": {"cluster_size": 2},
+            "generate": {"samples_per_label": 6, "samples_per_cluster": 3, **generate},
+        }
+    )
+
+
+def test_end_to_end_then_skip_then_resume(tmp_path, gemma: LlamaCppLLM) -> None:
+    config = _config(tmp_path)
+    pipe = Pipeline(config, llm=gemma)
+    summary = pipe.run()
+    run = config.run_dir
+    for name in (
+        "config.toml",
+        "real.jsonl",
+        "demos.jsonl",
+        "attributes.jsonl",
+        "synthetic.jsonl",
+        "rejected.jsonl",
+        "aligned.jsonl",
+        "weights.npy",
+        "report/metrics.json",
+    ):
+        assert (run / name).exists(), name
+    m = summary.metrics
+    assert m["real_records"] == 12 and m["labels"] == 2 and m["clusters"] == 4
+    assert m["generated"] == 12
+    assert m["accepted"] + sum(m["rejected"].values()) == 12
+    demos = read_jsonl(run / "demos.jsonl")
+    assert all(len(d["demo_ids"]) == 2 for d in demos)
+    synthetic = read_jsonl(run / "synthetic.jsonl")
+    assert synthetic and all(s["model"] == "gemma-3-270m-q4_k_m.gguf" for s in synthetic)
+    assert all(s["demo_ids"] and "sampling" in s and s["seed"] == 1 for s in synthetic)
+    real_ids = {r["id"] for r in read_jsonl(run / "real.jsonl")}
+    assert all(set(s["demo_ids"]) <= real_ids for s in synthetic)
+    weights = np.load(run / "weights.npy", allow_pickle=False)
+    assert weights.shape == (len(synthetic),) and (weights >= 0).all()
+    for label in ("fresh", "rotten"):
+        w = sum(wt for wt, s in zip(weights, synthetic, strict=True) if s["label"] == label)
+        assert w == pytest.approx(1.0)
+        assert m["mmd2_after"][label] <= m["mmd2_before"][label] + 1e-12
+    aligned = read_jsonl(run / "aligned.jsonl")
+    assert len(aligned) == len(synthetic) and all("weight" in a for a in aligned)
+
+    # unchanged config and inputs: every stage is skipped and the model is not called
+    again = Pipeline(config, llm=gemma)
+    assert again.run().skipped == ["ingest", "explore", "describe", "generate", "align", "report"]
+    assert again._llm is None
+
+    # a lost stage output re-runs that stage from the response cache: no new LLM call
+    before = (run / "synthetic.jsonl").read_text()
+    (run / "synthetic.jsonl").unlink()
+    resumed = Pipeline(config, llm=gemma)
+    resumed.run()
+    assert resumed.llm.usage.calls == 0 and resumed.llm.usage.cache_hits > 0
+    assert (run / "synthetic.jsonl").read_text() == before
+
+    # a changed generation setting invalidates the stages after exploration only
+    changed = _config(tmp_path, attributes=False)
+    skipped = Pipeline(changed, llm=gemma).run().skipped
+    assert skipped == ["ingest", "explore"]
+    assert all(not a["attributes"] for a in read_jsonl(run / "attributes.jsonl"))
+
+
+def test_same_seed_same_outputs(tmp_path, gemma: LlamaCppLLM) -> None:
+    a = _config(tmp_path / "a")
+    b = _config(tmp_path / "b")
+    Pipeline(a, llm=gemma).run()
+    Pipeline(b, llm=gemma).run()
+    for name in ("demos.jsonl", "synthetic.jsonl", "aligned.jsonl"):
+        assert (a.run_dir / name).read_text() == (b.run_dir / name).read_text()
+
+
+def test_nothing_accepted_names_the_label(tmp_path, gemma: LlamaCppLLM) -> None:
+    config = _config(tmp_path, min_words=500, max_words=1000)
+    with pytest.raises(SynAlignError, match="no synthetic sample was accepted for label"):
+        Pipeline(config, llm=gemma).run()
+    rejected = read_jsonl(config.run_dir / "rejected.jsonl")
+    assert rejected and {r["reason"] for r in rejected} == {"too_short"}
+
+
+def test_user_file_with_custom_columns(tmp_path, gemma: LlamaCppLLM) -> None:
+    from synalign.datasets import load_split
+
+    rows = load_split("bbc-news", "train")
+    picked = [r for label in ("sport", "tech") for r in [x for x in rows if x.label == label][:5]]
+    src = tmp_path / "news.jsonl"
+    src.write_text("".join(json.dumps({"body": r.text, "topic": r.label}) + "\n" for r in picked))
+    config = build_config(
+        {
+            "name": "news",
+            "runs_dir": str(tmp_path),
+            "data": {
+                "path": str(src),
+                "text_column": "body",
+                "label_column": "topic",
+                "item_name": "news article",
+            },
+            "explore": {"cluster_size": 2},
+            "generate": {"samples_per_label": 4, "samples_per_cluster": 4},
+        }
+    )
+    summary = Pipeline(config, llm=gemma).run()
+    assert summary.metrics["real_records"] == 10 and summary.metrics["generated"] == 8
+    synthetic = read_jsonl(config.run_dir / "synthetic.jsonl")
+    assert all(s["prompt_family"] == "completion" for s in synthetic)
+    real = read_jsonl(config.run_dir / "real.jsonl")
+    assert {r["label"] for r in real} == {"sport", "tech"}
+
+
+def test_chat_family_with_instruction_model(smollm_path: str) -> None:
+    from synalign.filters import SampleFilter
+    from synalign.prompts import ChatPrompts, TaskSpec
+    from synalign.reason import Cluster, LatentAttributeGenerator
+
+    llm = LlamaCppLLM(smollm_path, n_ctx=2048)
+    assert llm.has_chat_template
+    texts = (
+        "Arsenal beat Chelsea 2-1 with a late goal at the Emirates on Sunday.",
+        "Injured captain misses the final as United are held to a draw.",
+    )
+    cluster = Cluster(0, "sport", ("a", "b"), texts)
+    gen = LatentAttributeGenerator(
+        llm,
+        ChatPrompts(),
+        TaskSpec("news headline", {"sport": "sport"}),
+        samples_per_cluster=3,
+        sample_filter=SampleFilter(min_words=2).fit(texts),
+    )
+    gen.sampling = gen.sampling.__class__(max_tokens=120)
+    attributes = gen.describe([cluster])
+    assert attributes[0]["raw"] and attributes[0]["attributes"]["length"] == "about 12 words"
+    accepted, rejected = gen.generate([cluster], attributes)
+    rows = accepted + rejected
+    assert rows and all(r["prompt_family"] == "chat" for r in rows)
+    assert sum(gen.counts_.values()) == len(rows)
