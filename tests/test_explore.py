@@ -39,7 +39,8 @@ def _reference_clusters(
 ) -> list[list[int]]:
     """Refit an sklearn GP every round: slow but obviously the textbook posterior."""
     n = X.shape[0]
-    perm = np.random.default_rng(seed).permutation(n)
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(n)
     unused = np.ones(n, dtype=bool)
     shown: list[int] = []
     clusters = []
@@ -47,6 +48,7 @@ def _reference_clusters(
         if not unused.any():
             unused[:] = True
             shown = []
+            perm = rng.permutation(n)
         if shown:
             gp = GaussianProcessRegressor(
                 kernel=RBF(length_scale=bw, length_scale_bounds="fixed"),
@@ -216,3 +218,11 @@ def test_gp_exploration_covers_more_blobs_than_random() -> None:
         random_cover.append(len({blob[c[0]] for c in rnd}))
     assert np.mean(gp_cover) >= 9
     assert np.mean(gp_cover) > np.mean(random_cover)
+
+
+def test_a_new_pass_does_not_replay_the_first(pool: np.ndarray) -> None:
+    X = pool[:12]
+    clusters = DemonstrationSelector(cluster_size=3, seed=4).select(X, 8)
+    assert sorted(i for c in clusters[:4] for i in c) == list(range(12))
+    assert sorted(i for c in clusters[4:] for i in c) == list(range(12))
+    assert clusters[4:] != clusters[:4]

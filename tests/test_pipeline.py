@@ -62,6 +62,23 @@ def test_end_to_end_then_skip_then_resume(tmp_path, gemma: LlamaCppLLM) -> None:
     aligned = read_jsonl(run / "aligned.jsonl")
     assert len(aligned) == len(synthetic) and all("weight" in a for a in aligned)
 
+    # exports in the formats the ecosystem reads
+    from typer.testing import CliRunner
+
+    from synalign.cli import app
+    from synalign.data import read_records
+
+    runner = CliRunner()
+    for target in ("out.parquet", "out_hf"):
+        res = runner.invoke(app, ["export", str(run), str(tmp_path / target)])
+        assert res.exit_code == 0, res.output
+        back = read_records(tmp_path / target).records
+        assert [r.text for r in back] == [a["text"] for a in aligned]
+    res = runner.invoke(app, ["export", str(run), str(tmp_path / "w.csv"), "--which", "synthetic"])
+    assert res.exit_code == 0, res.output
+    back = read_records(tmp_path / "w.csv").records
+    assert [float(r.meta["weight"]) for r in back] == pytest.approx(weights.tolist())
+
     # unchanged config and inputs: every stage is skipped and the model is not called
     again = Pipeline(config, llm=gemma)
     assert again.run().skipped == ["ingest", "explore", "describe", "generate", "align", "report"]

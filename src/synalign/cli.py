@@ -280,6 +280,55 @@ def align(
     out.print(f"aligned samples: {output}")
 
 
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory, e.g. runs/demo.")],
+    output: Annotated[Path, typer.Argument(help="Output file or folder.")],
+    which: Annotated[
+        str,
+        typer.Option(
+            help="'aligned' (resampled set) or 'synthetic' (every accepted sample with its "
+            "MMD weight, for weighted training)."
+        ),
+    ] = "aligned",
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="jsonl, csv, parquet or hf (Hugging Face save_to_disk folder); "
+            "from the extension if unset.",
+        ),
+    ] = None,
+) -> None:
+    """Write a run's synthetic data as JSONL, CSV, Parquet or a Hugging Face dataset."""
+    import numpy as np
+
+    from synalign.data import read_jsonl, write_records
+
+    if which not in ("aligned", "synthetic"):
+        raise SynAlignError(f"--which {which!r}: choose 'aligned' or 'synthetic'")
+    source = run_dir / f"{which}.jsonl"
+    if not source.is_file():
+        raise SynAlignError(
+            f"{source}: not found; run the pipeline first (synalign run / demo) "
+            "or check the run directory"
+        )
+    rows = read_jsonl(source)
+    if which == "synthetic":
+        weights_path = run_dir / "weights.npy"
+        if not weights_path.is_file():
+            raise SynAlignError(f"{weights_path}: not found; run the align stage first")
+        weights = np.load(weights_path, allow_pickle=False)
+        if len(weights) != len(rows):
+            raise SynAlignError(
+                f"{weights_path} has {len(weights)} weights for {len(rows)} samples in "
+                f"{source}; re-run the align stage"
+            )
+        rows = [{**r, "weight": float(w)} for r, w in zip(rows, weights, strict=True)]
+    write_records(output, rows, fmt=fmt)
+    out.print(f"wrote {len(rows)} rows to {output}")
+
+
 @datasets_app.command("list")
 def datasets_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,

@@ -190,7 +190,9 @@ class DemonstrationSelector(_PassSelector):
         self.noise = noise
 
     def _start(self, X: np.ndarray, rng: np.random.Generator) -> None:
-        # Ties (every point in round one) go to the lowest rank in a seeded permutation.
+        # Ties (every point in a pass's first round) go to the lowest rank in a seeded
+        # permutation.
+        self._rng = rng
         self._perm = rng.permutation(X.shape[0])
         _check_positive_bandwidth(self.bandwidth)
         bw = self.bandwidth if self.bandwidth is not None else median_bandwidth(X, seed=self.seed)
@@ -208,6 +210,8 @@ class DemonstrationSelector(_PassSelector):
         self._tracker.add(cluster)
 
     def _new_pass(self) -> None:
+        # A fresh tie-break order, so a later pass does not replay the first one.
+        self._perm = self._rng.permutation(self._perm.shape[0])
         self._tracker.reset()
 
 

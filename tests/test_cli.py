@@ -1,0 +1,162 @@
+"""The command line as a user meets it: help, listings, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from synalign.datasets import load_split
+
+
+def synalign(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "synalign", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    for needle in needles:
+        assert needle in lines[0], proc.stderr
+
+
+@pytest.mark.parametrize("command", ["demo", "run", "generate", "align", "datasets"])
+def test_help_explains_each_command(command: str) -> None:
+    proc = synalign(command, "--help")
+    assert proc.returncode == 0
+    assert "Usage" in proc.stdout
+
+
+def test_generate_help_names_every_option() -> None:
+    text = synalign("generate", "--help").stdout
+    for option in ("--input", "--dataset", "--text-column", "--label-column", "--shots", "--set"):
+        assert option in text
+
+
+def test_version_and_datasets_list() -> None:
+    assert synalign("--version").stdout.startswith("synalign ")
+    proc = synalign("datasets", "list", "--json")
+    assert proc.returncode == 0
+    listed = {d["name"]: d["labels"] for d in json.loads(proc.stdout)}
+    assert listed["rotten-tomatoes"] == ["fresh", "rotten"]
+    assert len(listed["bbc-news"]) == 5
+
+
+def test_missing_input_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.jsonl"
+    proc = synalign("generate", "--input", str(missing), "--runs-dir", str(tmp_path))
+    assert_one_line_error(proc, "nope.jsonl")
+
+
+def test_missing_column_lists_found_columns(tmp_path: Path) -> None:
+    src = tmp_path / "data.csv"
+    src.write_text("review,stars\ngood film,5\nbad film,1\n")
+    proc = synalign("generate", "--input", str(src), "--runs-dir", str(tmp_path))
+    assert_one_line_error(proc, "data.csv", "review", "--text-column")
+
+
+def test_single_label_refused(tmp_path: Path) -> None:
+    src = tmp_path / "one.jsonl"
+    src.write_text(
+        "".join(json.dumps({"text": f"text {i}", "label": "a"}) + "\n" for i in range(5))
+    )
+    proc = synalign("generate", "--input", str(src), "--runs-dir", str(tmp_path))
+    assert_one_line_error(proc, "one.jsonl", "two labels")
+
+
+def test_bad_config_key_and_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[generate]\nsamples_per_labl = 3\n[data]\ndataset = "rotten-tomatoes"\n')
+    assert_one_line_error(synalign("run", str(cfg)), "samples_per_label")
+    assert_one_line_error(synalign("run", str(tmp_path / "none.toml")), "none.toml")
+    proc = synalign("run", str(cfg), "--set", "generate.samples_per_label=-1")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_unknown_dataset(tmp_path: Path) -> None:
+    proc = synalign("generate", "--dataset", "imdb", "--runs-dir", str(tmp_path))
+    assert_one_line_error(proc, "imdb", "rotten-tomatoes")
+
+
+def test_align_command_on_real_texts(tmp_path: Path) -> None:
+    train = load_split("rotten-tomatoes", "train")
+    real = [r for lab in ("fresh", "rotten") for r in [x for x in train if x.label == lab][:20]]
+    # "synthetic" side: other real reviews of each label plus off-topic BBC text
+    # labelled as reviews, which alignment should weight down.
+    syn = [r for lab in ("fresh", "rotten") for r in [x for x in train if x.label == lab][20:50]]
+    bbc = load_split("bbc-news", "train")[:20]
+    rows = [{"text": r.text, "label": r.label} for r in syn]
+    rows += [{"text": b.text, "label": "fresh" if i % 2 else "rotten"} for i, b in enumerate(bbc)]
+    real_path, syn_path = tmp_path / "real.jsonl", tmp_path / "syn.csv"
+    real_path.write_text(
+        "".join(json.dumps({"text": r.text, "label": r.label}) + "\n" for r in real)
+    )
+    import csv
+
+    with syn_path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["text", "label"])
+        writer.writeheader()
+        writer.writerows(rows)
+    out = tmp_path / "aligned.parquet"
+    proc = synalign(
+        "align", "--real", str(real_path), "--synthetic", str(syn_path), "--out", str(out)
+    )
+    assert proc.returncode == 0, proc.stderr
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(out).to_pylist()
+    assert len(table) == len(rows)
+    assert all(t["weight"] >= 0 for t in table)
+    bbc_texts = {b.text for b in bbc}
+    drawn_bbc = sum(1 for t in table if t["text"] in bbc_texts)
+    # off-topic rows are drawn well below their uniform share (20 of 80) ...
+    assert drawn_bbc < 0.75 * len(bbc)
+    # ... because each carries less weight than an on-topic review
+    bbc_w = [t["weight"] for t in table if t["text"] in bbc_texts]
+    review_w = [t["weight"] for t in table if t["text"] not in bbc_texts]
+    assert sum(bbc_w) / max(len(bbc_w), 1) < 0.6 * sum(review_w) / len(review_w)
+    assert "MMD" in proc.stdout
+
+
+def test_run_from_config_file_with_overrides(tmp_path: Path) -> None:
+    config = Path(__file__).parents[1] / "examples" / "bbc-news.toml"
+    proc = synalign(
+        "run",
+        str(config),
+        "--set",
+        f"runs_dir='{tmp_path}'",
+        "--set",
+        "data.shots=3",
+        "--set",
+        "generate.samples_per_label=2",
+        "--set",
+        "generate.samples_per_cluster=2",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "SynAlign run summary" in proc.stdout
+    metrics = json.loads((tmp_path / "bbc-news" / "report" / "metrics.json").read_text())
+    assert metrics["labels"] == 5 and metrics["clusters"] == 5 and metrics["generated"] == 10
+    again = synalign(
+        "run",
+        str(config),
+        "--set",
+        f"runs_dir='{tmp_path}'",
+        "--set",
+        "data.shots=3",
+        "--set",
+        "generate.samples_per_label=2",
+        "--set",
+        "generate.samples_per_cluster=2",
+    )
+    assert again.returncode == 0 and "up to date, skipped" in again.stderr
