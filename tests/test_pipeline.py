@@ -89,7 +89,8 @@ def test_end_to_end_then_skip_then_resume(tmp_path, gemma: LlamaCppLLM) -> None:
     (run / "synthetic.jsonl").unlink()
     resumed = Pipeline(config, llm=gemma)
     resumed.run()
-    assert resumed.llm.usage.calls == 0 and resumed.llm.usage.cache_hits > 0
+    usage = json.loads((run / "state.json").read_text())["stages"]["generate"]["llm"]
+    assert usage["calls"] == 0 and usage["cache_hits"] == 12
     assert (run / "synthetic.jsonl").read_text() == before
 
     # a changed generation setting invalidates the stages after exploration only

@@ -39,6 +39,19 @@ SetOption = Annotated[
         "(repeatable; values are read as TOML literals).",
     ),
 ]
+LLMOption = Annotated[
+    str | None,
+    typer.Option(
+        "--llm",
+        help="LLM backend: 'llamacpp' (local GGUF; the bundled model by default) or 'openai' "
+        "(any OpenAI-compatible endpoint; key from $OPENAI_API_KEY).",
+    ),
+]
+ModelOption = Annotated[str | None, typer.Option("--model", help="Model name for --llm openai.")]
+BaseUrlOption = Annotated[
+    str | None,
+    typer.Option("--base-url", help="Endpoint for --llm openai; $OPENAI_BASE_URL if unset."),
+]
 NameOption = Annotated[str | None, typer.Option(help="Run name: the folder under --runs-dir.")]
 RunsDirOption = Annotated[str | None, typer.Option(help="Parent folder of run directories.")]
 ForceOption = Annotated[
@@ -70,6 +83,15 @@ def _quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+def _llm_overrides(llm: str | None, model: str | None, base_url: str | None) -> list[str]:
+    """The backend flags as config overrides (strings quoted as TOML)."""
+    sets = []
+    for key, value in (("llm.backend", llm), ("llm.model", model), ("llm.base_url", base_url)):
+        if value is not None:
+            sets.append(f"{key}={json.dumps(value)}")
+    return sets
+
+
 def _run_pipeline(config: Any, until: str, force: bool) -> Any:
     from synalign.pipeline import Pipeline
     from synalign.progress import RichReporter
@@ -84,6 +106,22 @@ def _fmt(x: Any) -> str:
     if isinstance(x, dict):
         return ", ".join(f"{k}: {_fmt(v)}" for k, v in x.items()) or "-"
     return "-" if x is None else str(x)
+
+
+def _llm_calls(metrics: dict[str, Any]) -> str:
+    usage = metrics.get("llm_usage") or {}
+    parts = []
+    for stage in ("describe", "generate"):
+        u = usage.get(stage) or {}
+        parts.append(
+            f"{stage}: {u.get('calls', 0)} made, {u.get('cache_hits', 0)} cached, "
+            f"{u.get('completion_tokens', 0)} tokens out, {u.get('retries', 0)} retried"
+        )
+    return "; ".join(parts)
+
+
+def _priced(metrics: dict[str, Any]) -> bool:
+    return any(v is not None for v in (metrics.get("llm_cost") or {}).values())
 
 
 def _summary_table(metrics: dict[str, Any], wall: float) -> Table:
@@ -103,6 +141,8 @@ def _summary_table(metrics: dict[str, Any], wall: float) -> Table:
         ("MMD² after alignment", metrics.get("mmd2_after")),
         ("effective sample size", metrics.get("ess")),
         ("aligned samples written", metrics.get("aligned")),
+        ("LLM calls (attributes, samples)", _llm_calls(metrics)),
+        ("LLM cost", _fmt(metrics.get("llm_cost")) if _priced(metrics) else "not priced"),
         ("stage seconds", metrics.get("seconds")),
         ("wall time (this invocation)", f"{wall:.1f} s"),
         ("run directory", metrics.get("run_dir")),
@@ -121,6 +161,9 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed for every random choice.")] = 0,
     name: NameOption = "demo",
     runs_dir: RunsDirOption = "runs",
+    llm: LLMOption = None,
+    model: ModelOption = None,
+    base_url: BaseUrlOption = None,
     force: ForceOption = False,
 ) -> None:
     """Run all three stages on the bundled rotten-tomatoes corpus with the bundled model.
@@ -135,7 +178,8 @@ def demo(
             "seed": seed,
             "data": {"dataset": "rotten-tomatoes", "shots": shots},
             "generate": {"samples_per_label": samples_per_label},
-        }
+        },
+        _llm_overrides(llm, model, base_url),
     )
     start = time.perf_counter()
     summary = _run_pipeline(config, "report", force)
@@ -147,10 +191,13 @@ def demo(
 def run(
     config_file: Annotated[Path, typer.Argument(help="TOML config file (see README).")],
     set_: SetOption = None,
+    llm: LLMOption = None,
+    model: ModelOption = None,
+    base_url: BaseUrlOption = None,
     force: ForceOption = False,
 ) -> None:
     """Run the whole pipeline from a TOML config; finished stages are skipped."""
-    config = load_config(config_file, set_)
+    config = load_config(config_file, [*(set_ or []), *_llm_overrides(llm, model, base_url)])
     start = time.perf_counter()
     summary = _run_pipeline(config, "report", force)
     out.print(_summary_table(summary.metrics, time.perf_counter() - start))
@@ -195,6 +242,9 @@ def generate(
     seed: Annotated[int, typer.Option(help="Seed for every random choice.")] = 0,
     name: NameOption = "generate",
     runs_dir: RunsDirOption = "runs",
+    llm: LLMOption = None,
+    model: ModelOption = None,
+    base_url: BaseUrlOption = None,
     set_: SetOption = None,
     force: ForceOption = False,
 ) -> None:
@@ -208,7 +258,7 @@ def generate(
             "data": data,
             "generate": {"samples_per_label": samples_per_label},
         },
-        set_,
+        [*_llm_overrides(llm, model, base_url), *(set_ or [])],
     )
     summary = _run_pipeline(config, "generate", force)
     out.print(f"synthetic samples: {summary.run_dir / 'synthetic.jsonl'}")
@@ -329,6 +379,137 @@ def export(
     out.print(f"wrote {len(rows)} rows to {output}")
 
 
+def _eval_table(metrics: dict[str, Any]) -> Table:
+    table = Table(title="evaluation on the real test split", header_style="bold")
+    for col in ("method", "accuracy %", "macro-F1 %", "Δ acc vs real", "MMD² to test", "ESS/n"):
+        table.add_column(col)
+    paired = metrics.get("paired", {}).get("real", {})
+
+    def pct(s: dict[str, Any] | None) -> str:
+        if not s or s.get("mean") is None:
+            return "-"
+        return f"{100 * s['mean']:.1f} ± {100 * s['sd']:.1f}"
+
+    for name, m in metrics["methods"].items():
+        delta = paired.get(name, {}).get("accuracy")
+        table.add_row(
+            name,
+            pct(m["accuracy"]),
+            pct(m["macro_f1"]),
+            "-" if not delta else f"{100 * delta['mean']:+.1f} ({delta['wins']}/{delta['seeds']})",
+            _fmt(m["mmd2_test"]["mean"]),
+            _fmt(m["ess_ratio"]["mean"]),
+        )
+    return table
+
+
+@app.command()
+def evaluate(
+    dataset: Annotated[
+        str | None,
+        typer.Option(help="Bundled corpus: shots from its train split, tested on its test split."),
+    ] = None,
+    train: Annotated[
+        Path | None, typer.Option(help="Your labelled training pool (shots are drawn from it).")
+    ] = None,
+    test: Annotated[Path | None, typer.Option(help="Your labelled test file.")] = None,
+    text_column: Annotated[str, typer.Option(help="Column holding the text.")] = "text",
+    label_column: Annotated[str, typer.Option(help="Column holding the label.")] = "label",
+    shots: Annotated[int, typer.Option(help="Real examples per label, drawn per seed.")] = 16,
+    seeds: Annotated[
+        str, typer.Option(help="A count (3 = seeds 0,1,2) or a list (0,4,7; one seed: 7,).")
+    ] = "3",
+    samples_per_label: Annotated[
+        int, typer.Option(help="Candidate synthetic samples per label and generation variant.")
+    ] = 40,
+    methods: Annotated[
+        str,
+        typer.Option(
+            help="Comma list of real, naive, synalign, no-esm, no-lar, no-sda, kmm, or 'all' "
+            "('real' is always included)."
+        ),
+    ] = "all",
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            help="Downstream model: 'logreg' (logistic regression on frozen embeddings) or "
+            "'finetune' (fine-tunes MiniLM on the CPU). The LLM is set with --set llm.*.",
+        ),
+    ] = "logreg",
+    c: Annotated[
+        float, typer.Option("--C", help="Logistic regression C, the same for every method.")
+    ] = 1.0,
+    epochs: Annotated[int, typer.Option(help="Epochs for --model finetune.")] = 4,
+    test_per_label: Annotated[
+        int | None, typer.Option(help="Test on at most this many texts per label; all if unset.")
+    ] = None,
+    coverage_clusters: Annotated[
+        int, typer.Option(help="k-means clusters per label of the test set for coverage.")
+    ] = 10,
+    name: NameOption = "eval",
+    runs_dir: RunsDirOption = "runs",
+    set_: SetOption = None,
+) -> None:
+    """Does the synthetic set help? Trains a classifier on real shots alone and with each
+    method's synthetic data (SynAlign, a naive baseline, ablations), over several seeds,
+    tests on real held-out data, and writes metrics.json, report.md and report.html.
+    Re-running the same command reuses every finished generation (nothing is generated
+    twice); `synalign report DIR` rebuilds the report alone.
+    """
+    from synalign.evaluate import Evaluation, load_eval_config, parse_methods, parse_seeds
+    from synalign.progress import RichReporter
+
+    _quiet_libraries()
+    if train is not None and not train.exists():
+        raise SynAlignError(f"--train {train}: file not found")
+    if test is not None and not test.exists():
+        raise SynAlignError(f"--test {test}: file not found")
+    config = load_eval_config(
+        {
+            "name": name or "eval",
+            "runs_dir": runs_dir or "runs",
+            "dataset": dataset,
+            "train_path": None if train is None else str(train),
+            "test_path": None if test is None else str(test),
+            "text_column": text_column,
+            "label_column": label_column,
+            "shots": shots,
+            "seeds": parse_seeds(seeds),
+            "samples_per_label": samples_per_label,
+            "methods": parse_methods(methods),
+            "model": model,
+            "C": c,
+            "finetune_epochs": epochs,
+            "test_per_label": test_per_label,
+            "coverage_clusters": coverage_clusters,
+            "overrides": list(set_ or []),
+        },
+        source=None,
+    )
+    start = time.perf_counter()
+    evaluation = Evaluation(config, reporter=RichReporter(err))
+    metrics = evaluation.run()
+    out.print(_eval_table(metrics))
+    out.print(
+        f"LLM calls made: {evaluation.llm_calls_} · wall time {time.perf_counter() - start:.1f} s"
+    )
+    out.print(f"report: {evaluation.report_dir_ / 'report.html'}")
+
+
+@app.command()
+def report(
+    eval_dir: Annotated[Path, typer.Argument(help="A finished evaluation folder, e.g. runs/eval.")],
+) -> None:
+    """Rebuild an evaluation's report (metrics.json, report.md, report.html, plots) from
+    its saved per-seed results, without generating or training anything."""
+    from synalign.report import build_report
+
+    _quiet_libraries()
+    folder = build_report(eval_dir)
+    out.print(f"report: {folder / 'report.html'}")
+
+
 @datasets_app.command("list")
 def datasets_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
@@ -368,10 +549,11 @@ def main() -> None:
         e.show()
         sys.exit(e.exit_code)
     except (KeyboardInterrupt, click.exceptions.Abort):
+        code = 130
+    if code == 130:  # typer turns Ctrl-C into exit code 130
         err.print(
             "interrupted; everything received so far is kept. Re-run the same command to resume."
         )
-        sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from synalign.errors import ConfigError
 
@@ -60,23 +60,60 @@ class EmbedConfig(_Section):
 class LLMConfig(_Section):
     """The generator and how it is sampled."""
 
-    backend: Literal["llamacpp"] = Field("llamacpp", description="LLM backend.")
+    backend: Literal["llamacpp", "openai"] = Field(
+        "llamacpp",
+        description="'llamacpp' (local GGUF, the bundled model by default) or 'openai' "
+        "(any OpenAI-compatible endpoint: OpenAI, vLLM, Ollama, llama.cpp server).",
+    )
     model_path: str | None = Field(
-        None, description="GGUF file; the bundled Gemma 3 270M base model if unset."
+        None, description="GGUF file for llamacpp; the bundled Gemma 3 270M base model if unset."
+    )
+    model: str | None = Field(None, description="Model name for the openai backend.")
+    base_url: str | None = Field(
+        None, description="Endpoint for the openai backend; $OPENAI_BASE_URL if unset."
+    )
+    api_key_env: str = Field(
+        "OPENAI_API_KEY", description="Environment variable holding the API key."
+    )
+    api_key: SecretStr | None = Field(
+        None,
+        exclude=True,
+        description="API key (prefer api_key_env); never written to the run directory.",
     )
     prompt_family: Literal["auto", "completion", "chat"] = Field(
         "auto",
         description="'completion' for base models, 'chat' for instruction models; "
-        "'auto' picks chat when the model has a chat template.",
+        "'auto': chat for the openai backend and for GGUF models with a chat template.",
     )
     temperature: float = Field(0.9, ge=0, description="Sampling temperature.")
     top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling mass.")
-    min_p: float = Field(0.05, ge=0, le=1, description="Minimum token probability (llama.cpp).")
+    min_p: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Minimum token probability; 0.05 for llamacpp if unset, not sent to "
+        "openai endpoints unless set (OpenAI itself does not take it).",
+    )
     max_tokens: int | None = Field(
         None, gt=0, description="Tokens per sample; derived from the real texts' length if unset."
     )
     n_ctx: int = Field(2048, gt=0, description="Context window for the local model.")
     threads: int | None = Field(None, gt=0, description="CPU threads; all cores if unset.")
+    concurrency: int = Field(8, gt=0, description="Requests in flight at once (openai).")
+    timeout: float = Field(120.0, gt=0, description="Seconds before a request is retried.")
+    max_retries: int = Field(8, ge=0, description="Retries per request on transient errors.")
+    price_input_per_million: float | None = Field(
+        None, ge=0, description="Price per million prompt tokens, to report cost."
+    )
+    price_output_per_million: float | None = Field(
+        None, ge=0, description="Price per million generated tokens, to report cost."
+    )
+
+    @model_validator(mode="after")
+    def _openai_needs_model(self) -> LLMConfig:
+        if self.backend == "openai" and not self.model:
+            raise ValueError("the openai backend needs llm.model (--model NAME)")
+        return self
 
 
 class ExploreConfig(_Section):

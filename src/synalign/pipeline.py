@@ -160,6 +160,28 @@ class Pipeline:
             name = "chat" if self.llm.has_chat_template else "completion"
         return prompt_family(name)
 
+    def _llm_progress(self, advance: Any) -> Any:
+        """Wraps a progress bar's advance with the live LLM figures of the stage."""
+        start = time.perf_counter()
+
+        def progress(n: int = 1, accepted: int | None = None, rejected: int | None = None) -> None:
+            usage = self.llm.usage
+            rate = usage.completion_tokens / max(time.perf_counter() - start, 1e-9)
+            parts = [] if accepted is None else [f"accepted {accepted}", f"rejected {rejected}"]
+            parts += [f"{rate:.0f} tok/s", f"{usage.retries} retried"]
+            advance(n, status=" · ".join(parts))
+
+        return progress
+
+    def _usage(self) -> dict[str, Any]:
+        """This stage's LLM usage (then reset), with its cost when prices are configured."""
+        usage = self.llm.reset_usage()
+        c = self.config.llm
+        return {
+            "llm": usage.as_dict(),
+            "cost": usage.cost(c.price_input_per_million, c.price_output_per_million),
+        }
+
     def task_spec(self) -> TaskSpec:
         if self._task is None:
             d = self.config.data
@@ -300,11 +322,14 @@ class Pipeline:
         words = sorted(word_count(r.text) for r in real)
         p95 = words[min(len(words) - 1, int(0.95 * len(words)))] if words else 40
         max_tokens = c.llm.max_tokens or max(32, min(512, int(p95 * 2) + 16))
+        min_p = c.llm.min_p
+        if min_p is None and c.llm.backend == "llamacpp":
+            min_p = 0.05
         sampling = SamplingParams(
-            temperature=c.llm.temperature,
-            top_p=c.llm.top_p,
-            min_p=c.llm.min_p,
-            max_tokens=max_tokens,
+            temperature=c.llm.temperature, top_p=c.llm.top_p, min_p=min_p, max_tokens=max_tokens
+        )
+        attribute_sampling = SamplingParams(
+            temperature=0.7, top_p=c.llm.top_p, min_p=min_p, max_tokens=48
         )
         sample_filter = SampleFilter(
             min_words=c.generate.min_words,
@@ -318,6 +343,7 @@ class Pipeline:
             use_attributes=c.generate.attributes,
             samples_per_cluster=c.generate.samples_per_cluster,
             sampling=sampling,
+            attribute_sampling=attribute_sampling,
             sample_filter=sample_filter,
             seed=c.seed,
         )
@@ -325,17 +351,21 @@ class Pipeline:
     def _stage_describe(self) -> dict[str, Any]:
         clusters = self._clusters()
         gen = self._generator()
+        self.llm.reset_usage()
         with self.reporter.task("attributes", total=len(clusters)) as advance:
-            rows = gen.describe(clusters, progress=advance)
+            rows = gen.describe(clusters, progress=self._llm_progress(advance))
         write_jsonl(self.path("attributes.jsonl"), rows)
-        return {"parsed": sum(r["parsed"] for r in rows), "clusters": len(rows)}
+        return {"parsed": sum(r["parsed"] for r in rows), "clusters": len(rows), **self._usage()}
 
     def _stage_generate(self) -> dict[str, Any]:
         clusters = self._clusters()
         attributes = read_jsonl(self.path("attributes.jsonl"))
         gen = self._generator()
-        with self.reporter.task("writing samples", total=len(clusters)) as advance:
-            accepted, rejected = gen.generate(clusters, attributes, progress=advance)
+        self.llm.reset_usage()
+        with self.reporter.task("writing samples", total=gen.n_requests(clusters)) as advance:
+            accepted, rejected = gen.generate(
+                clusters, attributes, progress=self._llm_progress(advance)
+            )
         seed = self.config.seed
         for row in accepted + rejected:
             row["seed"] = seed
@@ -354,9 +384,7 @@ class Pipeline:
             "generated": len(accepted) + len(rejected),
             "accepted": len(accepted),
             "rejected": dict(Counter(r["reason"] for r in rejected)),
-            "llm_calls": self.llm.usage.calls,
-            "llm_cache_hits": self.llm.usage.cache_hits,
-            "completion_tokens": self.llm.usage.completion_tokens,
+            **self._usage(),
         }
 
     def _stage_align(self) -> dict[str, Any]:
@@ -413,6 +441,8 @@ class Pipeline:
             "accepted": gen.get("accepted"),
             "rejected": gen.get("rejected"),
             "aligned": state.get("align", {}).get("aligned"),
+            "llm_usage": {s: state.get(s, {}).get("llm") for s in ("describe", "generate")},
+            "llm_cost": {s: state.get(s, {}).get("cost") for s in ("describe", "generate")},
             **{k: align[k] for k in ("bandwidth", "mmd2_before", "mmd2_after", "ess")},
             "synthetic_per_label": align["synthetic_per_label"],
             "seconds": {s: state.get(s, {}).get("seconds") for s in STAGES[:-1]},

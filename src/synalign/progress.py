@@ -6,7 +6,8 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Protocol
 
-Advance = Callable[[int], None]
+Advance = Callable[..., None]
+"""`advance(n, status=...)`: n more items done, and an optional status text."""
 
 
 class Reporter(Protocol):
@@ -22,7 +23,7 @@ class SilentReporter:
 
     @contextmanager
     def task(self, description: str, total: int) -> Iterator[Advance]:
-        yield lambda n=1: None
+        yield lambda n=1, status=None: None
 
     def message(self, text: str) -> None:
         return None
@@ -54,11 +55,19 @@ class RichReporter:
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
+            TextColumn("{task.fields[status]}"),
             console=self.console,
             transient=False,
         ) as bar:
-            tid = bar.add_task(description, total=total)
-            yield lambda n=1: bar.advance(tid, n)
+            tid = bar.add_task(description, total=total, status="")
+
+            def advance(n: int = 1, status: str | None = None) -> None:
+                if status is None:
+                    bar.advance(tid, n)
+                else:
+                    bar.update(tid, advance=n, status=status)
+
+            yield advance
 
     def message(self, text: str) -> None:
         self.console.print(text)

@@ -10,10 +10,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from synalign.filters import SampleFilter
-from synalign.llm.base import LLM, SamplingParams
+from synalign.llm.base import LLM, Request, SamplingParams
 from synalign.prompts import PromptFamily, TaskSpec, length_attribute
 
-Progress = Callable[[int], None]
+Progress = Callable[..., None]
 
 
 @dataclass(frozen=True)
@@ -61,18 +61,28 @@ class LatentAttributeGenerator:
 
     def describe(self, clusters: list[Cluster], progress: Progress | None = None) -> list[dict]:
         """One attribute row per cluster; the length attribute is measured from the texts."""
-        rows: list[dict[str, Any]] = []
-        for cluster in clusters:
-            attrs: dict[str, str] = {}
-            raw = ""
-            if self.use_attributes:
-                prompt = self.family.attributes(self.task, list(cluster.texts), cluster.index)
-                params = replace(
-                    self.attribute_sampling,
-                    stop=self.family.stop,
-                    seed=stable_seed(self.seed, cluster.label, cluster.index, "attributes"),
+        raws: dict[int, str] = {}
+        if self.use_attributes:
+            requests = [
+                Request(
+                    self.family.attributes(self.task, list(c.texts), c.index),
+                    replace(
+                        self.attribute_sampling,
+                        stop=self.family.stop,
+                        seed=stable_seed(self.seed, c.label, c.index, "attributes"),
+                    ),
                 )
-                raw = self.llm.generate(prompt, params, [0])[0].text
+                for c in clusters
+            ]
+            for pos, completion in self.llm.stream(requests):
+                raws[pos] = completion.text
+                if progress:
+                    progress(1)
+        rows: list[dict[str, Any]] = []
+        for pos, cluster in enumerate(clusters):
+            attrs: dict[str, str] = {}
+            raw = raws.get(pos, "")
+            if self.use_attributes:
                 attrs = self.family.parse_attributes(raw)
                 attrs["length"] = length_attribute(list(cluster.texts))
             rows.append(
@@ -85,9 +95,14 @@ class LatentAttributeGenerator:
                     "parsed": bool(set(attrs) - {"length"}),
                 }
             )
-            if progress:
-                progress(1)
+        if progress and not self.use_attributes:
+            progress(len(clusters))
         return rows
+
+    def n_requests(self, clusters: list[Cluster]) -> int:
+        """LLM calls `generate` makes for these clusters (for progress totals)."""
+        per_call = self.family.samples_per_call or self.samples_per_cluster
+        return len(clusters) * -(-self.samples_per_cluster // per_call)
 
     def generate(
         self,
@@ -95,12 +110,16 @@ class LatentAttributeGenerator:
         attributes: list[dict],
         progress: Progress | None = None,
     ) -> tuple[list[dict], list[dict]]:
-        """Accepted and rejected samples, each with the cluster it came from."""
+        """Accepted and rejected samples, each with the cluster it came from.
+
+        Requests may finish in any order; clusters are filtered strictly in order so that
+        de-duplication, and so the output, does not depend on timing.
+        """
         attrs_of = {row["cluster"]: row["attributes"] for row in attributes}
-        accepted: list[dict[str, Any]] = []
-        rejected: list[dict[str, Any]] = []
-        self.counts_: Counter[str] = Counter()
         k = self.samples_per_cluster
+        per_call = self.family.samples_per_call or k
+        n_calls = -(-k // per_call)
+        requests: list[Request] = []
         for cluster in clusters:
             attrs = attrs_of.get(cluster.index) or None
             prompt = self.family.samples(self.task, cluster.label, list(cluster.texts), attrs, k)
@@ -109,31 +128,64 @@ class LatentAttributeGenerator:
                 stop=self.family.stop,
                 seed=stable_seed(self.seed, cluster.label, cluster.index, "samples"),
             )
-            per_call = self.family.samples_per_call or k
-            indices = list(range(-(-k // per_call)))
-            texts: list[str] = []
-            for completion in self.llm.generate(prompt, params, indices):
-                texts.extend(self.family.parse_samples(completion.text))
-            for j, text in enumerate(texts[:k]):
-                row = {
-                    "id": f"syn-{cluster.index}-{j}",
-                    "text": text,
-                    "label": cluster.label,
-                    "cluster": cluster.index,
-                    "demo_ids": list(cluster.ids),
-                    "attributes": attrs or {},
-                    "backend": self.llm.backend,
-                    "model": self.llm.model,
-                    "prompt_family": self.family.name,
-                    "sampling": params.as_dict(),
-                }
-                why = self.sample_filter.reason(text, cluster.texts)
-                if why is None:
-                    accepted.append(row)
-                    self.counts_["accepted"] += 1
-                else:
-                    rejected.append({**row, "reason": why})
-                    self.counts_[why] += 1
+            requests.extend(Request(prompt, params, i) for i in range(n_calls))
+        accepted: list[dict[str, Any]] = []
+        rejected: list[dict[str, Any]] = []
+        self.counts_: Counter[str] = Counter()
+        texts: list[list[str | None]] = [[None] * n_calls for _ in clusters]
+        pending = [n_calls] * len(clusters)
+        done = 0
+        for pos, completion in self.llm.stream(requests):
+            ci, call = divmod(pos, n_calls)
+            texts[ci][call] = completion.text
+            pending[ci] -= 1
+            while done < len(clusters) and pending[done] == 0:
+                cluster = clusters[done]
+                samples = [t for raw in texts[done] for t in self.family.parse_samples(raw or "")]
+                self._judge(
+                    cluster,
+                    attrs_of.get(cluster.index) or {},
+                    requests[done * n_calls],
+                    samples[:k],
+                    accepted,
+                    rejected,
+                )
+                texts[done] = []
+                done += 1
             if progress:
-                progress(1)
+                progress(
+                    1,
+                    accepted=self.counts_["accepted"],
+                    rejected=sum(self.counts_.values()) - self.counts_["accepted"],
+                )
         return accepted, rejected
+
+    def _judge(
+        self,
+        cluster: Cluster,
+        attrs: dict[str, str],
+        request: Request,
+        samples: list[str],
+        accepted: list[dict[str, Any]],
+        rejected: list[dict[str, Any]],
+    ) -> None:
+        for j, text in enumerate(samples):
+            row = {
+                "id": f"syn-{cluster.index}-{j}",
+                "text": text,
+                "label": cluster.label,
+                "cluster": cluster.index,
+                "demo_ids": list(cluster.ids),
+                "attributes": attrs,
+                "backend": self.llm.backend,
+                "model": self.llm.model,
+                "prompt_family": self.family.name,
+                "sampling": request.params.as_dict(),
+            }
+            why = self.sample_filter.reason(text, cluster.texts)
+            if why is None:
+                accepted.append(row)
+                self.counts_["accepted"] += 1
+            else:
+                rejected.append({**row, "reason": why})
+                self.counts_[why] += 1

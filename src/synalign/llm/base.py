@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -13,7 +14,7 @@ class SamplingParams:
 
     temperature: float = 0.9
     top_p: float = 0.95
-    min_p: float = 0.05
+    min_p: float | None = 0.05
     max_tokens: int = 64
     stop: tuple[str, ...] = ("\n",)
     seed: int = 0
@@ -62,9 +63,26 @@ def sample_seed(seed: int, index: int) -> int:
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
+@dataclass(frozen=True)
+class Request:
+    """Sample number `index` of `prompt` under `params`: the unit that is cached and paid."""
+
+    prompt: Prompt
+    params: SamplingParams
+    index: int = 0
+
+
+OnResult = Callable[[int, Completion], None]
+
+
 @runtime_checkable
 class LLM(Protocol):
-    """A text generator. `indices` name which samples of the prompt to draw."""
+    """A text generator.
+
+    `stream` yields `(position, completion)` as each request finishes, in any order, and
+    calls `on_result` first (from whichever thread received it) so that a caller can
+    persist every answer the moment it exists.
+    """
 
     @property
     def backend(self) -> str: ...
@@ -75,6 +93,15 @@ class LLM(Protocol):
     @property
     def has_chat_template(self) -> bool: ...
 
-    def generate(
-        self, prompt: Prompt, params: SamplingParams, indices: list[int]
-    ) -> list[Completion]: ...
+    def stream(
+        self, requests: Sequence[Request], on_result: OnResult | None = None
+    ) -> Iterator[tuple[int, Completion]]: ...
+
+
+def generate(
+    llm: LLM, prompt: Prompt, params: SamplingParams, indices: Sequence[int]
+) -> list[Completion]:
+    """Samples `indices` of one prompt, in the order asked."""
+    requests = [Request(prompt, params, i) for i in indices]
+    out: dict[int, Completion] = dict(llm.stream(requests))
+    return [out[pos] for pos in range(len(requests))]

@@ -6,10 +6,19 @@ import hashlib
 import json
 import sqlite3
 import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from synalign.llm.base import LLM, Completion, Prompt, SamplingParams
+from synalign.llm.base import (
+    LLM,
+    Completion,
+    OnResult,
+    Prompt,
+    Request,
+    SamplingParams,
+    generate,
+)
 
 
 def cache_key(backend: str, model: str, prompt: Prompt, params: SamplingParams, index: int) -> str:
@@ -83,15 +92,36 @@ class UsageCounter:
     cache_hits: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    retries: int = 0
+
+    def cost(self, price_input: float | None, price_output: float | None) -> float | None:
+        """Cost in the prices' currency, from prices per million tokens; None if unpriced."""
+        if price_input is None and price_output is None:
+            return None
+        return (
+            self.prompt_tokens * (price_input or 0.0)
+            + self.completion_tokens * (price_output or 0.0)
+        ) / 1e6
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "calls": self.calls,
+            "cache_hits": self.cache_hits,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "retries": self.retries,
+        }
 
 
 class CachedLLM:
-    """Wraps any LLM: cached samples come from disk, only the missing ones are generated."""
+    """Wraps any LLM: cached samples come from disk, only the missing ones are generated,
+    and each new answer is stored the moment it arrives."""
 
     def __init__(self, llm: LLM, cache: ResponseCache) -> None:
         self.llm = llm
         self.cache = cache
         self.usage = UsageCounter()
+        self._lock = threading.Lock()
 
     @property
     def backend(self) -> str:
@@ -105,19 +135,49 @@ class CachedLLM:
     def has_chat_template(self) -> bool:
         return self.llm.has_chat_template
 
-    def generate(
-        self, prompt: Prompt, params: SamplingParams, indices: list[int]
-    ) -> list[Completion]:
-        keys = [cache_key(self.backend, self.model, prompt, params, i) for i in indices]
-        found = {i: self.cache.get(k) for i, k in zip(indices, keys, strict=True)}
-        missing = [i for i in indices if found[i] is None]
-        self.usage.cache_hits += len(indices) - len(missing)
-        if missing:
-            fresh = self.llm.generate(prompt, params, missing)
-            for i, completion in zip(missing, fresh, strict=True):
-                self.cache.put(keys[indices.index(i)], completion)
-                found[i] = completion
+    def reset_usage(self) -> UsageCounter:
+        """Start counting afresh (per stage); returns the counts so far."""
+        with self._lock:
+            old, self.usage = self.usage, UsageCounter()
+        return old
+
+    def _key(self, r: Request) -> str:
+        return cache_key(self.backend, self.model, r.prompt, r.params, r.index)
+
+    def stream(
+        self, requests: Sequence[Request], on_result: OnResult | None = None
+    ) -> Iterator[tuple[int, Completion]]:
+        keys = [self._key(r) for r in requests]
+        missing: list[int] = []
+        for pos, key in enumerate(keys):
+            hit = self.cache.get(key)
+            if hit is None:
+                missing.append(pos)
+                continue
+            with self._lock:
+                self.usage.cache_hits += 1
+            if on_result:
+                on_result(pos, hit)
+            yield pos, hit
+        if not missing:
+            return
+        retries_before = getattr(self.llm, "retries", 0)
+
+        def store(j: int, completion: Completion) -> None:
+            pos = missing[j]
+            self.cache.put(keys[pos], completion)
+            with self._lock:
                 self.usage.calls += 1
                 self.usage.prompt_tokens += completion.prompt_tokens
                 self.usage.completion_tokens += completion.completion_tokens
-        return [c for c in (found[i] for i in indices) if c is not None]
+                self.usage.retries = getattr(self.llm, "retries", 0) - retries_before
+            if on_result:
+                on_result(pos, completion)
+
+        for j, completion in self.llm.stream([requests[p] for p in missing], on_result=store):
+            yield missing[j], completion
+
+    def generate(
+        self, prompt: Prompt, params: SamplingParams, indices: list[int]
+    ) -> list[Completion]:
+        return generate(self, prompt, params, indices)

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from synalign.errors import ConfigError
-from synalign.llm.base import Completion, Prompt, SamplingParams, sample_seed
+from synalign.llm.base import (
+    Completion,
+    OnResult,
+    Prompt,
+    Request,
+    SamplingParams,
+    generate,
+    sample_seed,
+)
 
 
 def synalign_home() -> Path:
@@ -85,33 +94,42 @@ class LlamaCppLLM:
     def generate(
         self, prompt: Prompt, params: SamplingParams, indices: list[int]
     ) -> list[Completion]:
+        return generate(self, prompt, params, indices)
+
+    def stream(
+        self, requests: Sequence[Request], on_result: OnResult | None = None
+    ) -> Iterator[tuple[int, Completion]]:
+        """One request at a time: llama.cpp reuses the shared prompt prefix between them."""
+        for pos, request in enumerate(requests):
+            completion = self._complete(request)
+            if on_result:
+                on_result(pos, completion)
+            yield pos, completion
+
+    def _complete(self, request: Request) -> Completion:
         llama = self._load()
-        out: list[Completion] = []
-        for index in indices:
-            kwargs: dict[str, Any] = {
-                "max_tokens": params.max_tokens,
-                "temperature": params.temperature,
-                "top_p": params.top_p,
-                "min_p": params.min_p,
-                "stop": list(params.stop) or None,
-                "seed": sample_seed(params.seed, index),
-            }
-            if prompt.messages is not None:
-                messages = [{"role": r, "content": c} for r, c in prompt.messages]
-                resp = llama.create_chat_completion(messages=messages, **kwargs)
-                choice = resp["choices"][0]
-                text = choice["message"]["content"] or ""
-            else:
-                resp = llama.create_completion(prompt=prompt.text, **kwargs)
-                choice = resp["choices"][0]
-                text = choice["text"]
-            usage = resp.get("usage", {})
-            out.append(
-                Completion(
-                    text=text,
-                    prompt_tokens=int(usage.get("prompt_tokens", 0)),
-                    completion_tokens=int(usage.get("completion_tokens", 0)),
-                    finish_reason=str(choice.get("finish_reason") or "stop"),
-                )
-            )
-        return out
+        params, prompt = request.params, request.prompt
+        kwargs: dict[str, Any] = {
+            "max_tokens": params.max_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "min_p": 0.05 if params.min_p is None else params.min_p,
+            "stop": list(params.stop) or None,
+            "seed": sample_seed(params.seed, request.index),
+        }
+        if prompt.messages is not None:
+            messages = [{"role": r, "content": c} for r, c in prompt.messages]
+            resp = llama.create_chat_completion(messages=messages, **kwargs)
+            choice = resp["choices"][0]
+            text = choice["message"]["content"] or ""
+        else:
+            resp = llama.create_completion(prompt=prompt.text, **kwargs)
+            choice = resp["choices"][0]
+            text = choice["text"]
+        usage = resp.get("usage", {})
+        return Completion(
+            text=text,
+            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            completion_tokens=int(usage.get("completion_tokens", 0)),
+            finish_reason=str(choice.get("finish_reason") or "stop"),
+        )

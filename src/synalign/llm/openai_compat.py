@@ -1,0 +1,242 @@
+"""Any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama.cpp server, ...).
+
+Requests run concurrently on an asyncio loop in a worker thread, bounded by a semaphore.
+Timeouts, connection errors, 429 and 5xx are retried with exponential backoff and jitter
+(honouring Retry-After); any other 4xx stops the run at once, since retrying cannot fix a
+wrong model name or key. The API key never appears in a message this module raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import random
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from synalign.errors import SynAlignError
+from synalign.llm.base import (
+    Completion,
+    OnResult,
+    Prompt,
+    Request,
+    SamplingParams,
+    generate,
+    sample_seed,
+)
+
+RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
+
+
+class LLMRequestError(SynAlignError):
+    """The endpoint refused a request in a way retrying cannot fix, or never came back."""
+
+
+def _retry_after(exc: Exception) -> float | None:
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if not headers:
+        return None
+    value = headers.get("retry-after-ms")
+    if value:
+        try:
+            return float(value) / 1000.0
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value:
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            return None
+    return None
+
+
+class OpenAICompatibleLLM:
+    """Chat and completions endpoints of an OpenAI-compatible server."""
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        concurrency: int = 8,
+        timeout: float = 120.0,
+        max_retries: int = 8,
+        backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        chat_template: bool = True,
+    ) -> None:
+        self._model = model
+        self.base_url = base_url
+        self._api_key = api_key or "unused"
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self._chat_template = chat_template
+        self.retries = 0
+        self._retry_lock = threading.Lock()
+
+    @property
+    def backend(self) -> str:
+        return "openai"
+
+    @property
+    def model(self) -> str:
+        return self._model
+
+    @property
+    def has_chat_template(self) -> bool:
+        return self._chat_template
+
+    def _redact(self, text: str) -> str:
+        if self._api_key and self._api_key != "unused":
+            text = text.replace(self._api_key, "***")
+        return text
+
+    def generate(
+        self, prompt: Prompt, params: SamplingParams, indices: list[int]
+    ) -> list[Completion]:
+        return generate(self, prompt, params, indices)
+
+    def stream(
+        self, requests: Sequence[Request], on_result: OnResult | None = None
+    ) -> Iterator[tuple[int, Completion]]:
+        if not requests:
+            return
+        results: queue.Queue[tuple[str, Any]] = queue.Queue()
+        stop = threading.Event()
+
+        def worker() -> None:
+            try:
+                asyncio.run(self._run_all(requests, results, on_result, stop))
+            except BaseException as exc:  # handed to the consuming thread
+                results.put(("error", exc))
+            finally:
+                results.put(("done", None))
+
+        thread = threading.Thread(target=worker, name="synalign-llm", daemon=True)
+        thread.start()
+        try:
+            while True:
+                kind, payload = results.get()
+                if kind == "done":
+                    break
+                if kind == "error":
+                    raise payload
+                yield payload
+        finally:
+            stop.set()
+
+    async def _run_all(
+        self,
+        requests: Sequence[Request],
+        results: queue.Queue[tuple[str, Any]],
+        on_result: OnResult | None,
+        stop: threading.Event,
+    ) -> None:
+        import openai
+
+        client = openai.AsyncOpenAI(
+            base_url=self.base_url,
+            api_key=self._api_key,
+            timeout=self.timeout,
+            max_retries=0,
+        )
+        gate = asyncio.Semaphore(max(1, self.concurrency))
+
+        async def one(pos: int, request: Request) -> None:
+            async with gate:
+                if stop.is_set():
+                    return
+                completion = await self._with_retries(client, request, stop)
+                if completion is None:
+                    return
+                if on_result:
+                    on_result(pos, completion)
+                results.put(("item", (pos, completion)))
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for pos, request in enumerate(requests):
+                    group.create_task(one(pos, request))
+        except BaseExceptionGroup as group_error:
+            raise group_error.exceptions[0] from None
+        finally:
+            await client.close()
+
+    async def _with_retries(
+        self, client: Any, request: Request, stop: threading.Event
+    ) -> Completion | None:
+        import openai
+
+        attempt = 0
+        while True:
+            try:
+                return await self._once(client, request)
+            except (openai.APITimeoutError, openai.APIConnectionError) as exc:
+                error: Exception = exc
+                wait = None
+            except openai.APIStatusError as exc:
+                if exc.status_code not in RETRYABLE_STATUS and exc.status_code < 500:
+                    raise LLMRequestError(self._describe(exc)) from None
+                error, wait = exc, _retry_after(exc)
+            if attempt >= self.max_retries or stop.is_set():
+                if stop.is_set():
+                    return None
+                raise LLMRequestError(
+                    f"LLM endpoint {self.base_url or 'default'} still failing after "
+                    f"{self.max_retries} retries ({self._redact(type(error).__name__)}: "
+                    f"{self._redact(str(error))[:200]}); check that the server is up and "
+                    "re-run: completed samples are kept"
+                ) from None
+            delay = wait if wait is not None else min(self.max_backoff, self.backoff * 2**attempt)
+            delay *= 1.0 if wait is not None else 0.5 + random.random()
+            with self._retry_lock:
+                self.retries += 1
+            attempt += 1
+            await asyncio.sleep(delay)
+
+    def _describe(self, exc: Any) -> str:
+        status = exc.status_code
+        detail = self._redact(str(getattr(exc, "message", "") or exc))[:300]
+        hint = {
+            401: "check the API key (llm.api_key or the variable named by llm.api_key_env)",
+            403: "the key is not allowed to use this model or endpoint",
+            404: f"check the model name ({self._model!r}) and the base URL ({self.base_url})",
+            400: "the server rejected the request parameters",
+        }.get(status, "the server refused the request")
+        return f"LLM endpoint {self.base_url} answered {status}: {detail}; {hint}"
+
+    async def _once(self, client: Any, request: Request) -> Completion:
+        params, prompt = request.params, request.prompt
+        kwargs: dict[str, Any] = {
+            "model": self._model,
+            "max_tokens": params.max_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "seed": sample_seed(params.seed, request.index),
+        }
+        if params.stop:
+            kwargs["stop"] = list(params.stop)
+        if params.min_p is not None:
+            kwargs["extra_body"] = {"min_p": params.min_p}
+        if prompt.messages is not None:
+            messages = [{"role": r, "content": c} for r, c in prompt.messages]
+            resp = await client.chat.completions.create(messages=messages, **kwargs)
+            choice = resp.choices[0]
+            text = choice.message.content or ""
+        else:
+            resp = await client.completions.create(prompt=prompt.text, **kwargs)
+            choice = resp.choices[0]
+            text = choice.text or ""
+        usage = resp.usage
+        return Completion(
+            text=text,
+            prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+            completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+            finish_reason=str(choice.finish_reason or "stop"),
+        )
