@@ -172,3 +172,13 @@ def test_chat_family_with_instruction_model(smollm_path: str) -> None:
     rows = accepted + rejected
     assert rows and all(r["prompt_family"] == "chat" for r in rows)
     assert sum(gen.counts_.values()) == len(rows)
+
+
+def test_second_run_on_same_directory_refuses(tmp_path) -> None:
+    from synalign.pipeline import run_lock
+
+    config = _config(tmp_path)
+    config.run_dir.mkdir(parents=True)
+    with run_lock(config.run_dir), pytest.raises(SynAlignError, match="in use by another"):
+        Pipeline(config).run()
+    assert not (config.run_dir / "real.jsonl").exists()

@@ -7,12 +7,18 @@ re-run, and its LLM calls and embeddings come back from the caches under `cache/
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import io
 import json
 import math
+import os
+import sqlite3
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +43,8 @@ from synalign.progress import Reporter, SilentReporter
 from synalign.prompts import PromptFamily, TaskSpec, prompt_family, word_count
 from synalign.reason import Cluster, LatentAttributeGenerator, stable_seed
 from synalign.records import Record, labels_of
+
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EACCES, errno.EROFS, errno.EDQUOT, errno.EPERM}
 
 STAGES = ("ingest", "explore", "describe", "generate", "align", "report")
 
@@ -63,6 +71,37 @@ def _file_digest(path: Path) -> str:
             for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
                 h.update(block)
     return h.hexdigest()
+
+
+@contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """One process per run directory: a second one refuses instead of interleaving writes."""
+    path = run_dir / ".lock"
+    try:
+        handle = path.open("a+")
+    except OSError as err:
+        raise SynAlignError(
+            f"{run_dir}: cannot write in the run directory ({err.strerror}); "
+            "check its permissions or choose another runs_dir"
+        ) from err
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise SynAlignError(
+                f"{run_dir} is in use by another synalign process (pid {holder}); wait for it "
+                "to finish or choose another run name (--name)"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @dataclass
@@ -201,7 +240,17 @@ class Pipeline:
         """Run every stage up to `until`, skipping the ones already done."""
         if until not in STAGES:
             raise ConfigError(f"unknown stage {until!r}; choose one of {', '.join(STAGES)}")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise SynAlignError(
+                f"{self.run_dir}: cannot create the run directory ({err.strerror}); "
+                "choose a writable runs_dir"
+            ) from err
+        with run_lock(self.run_dir):
+            return self._run_locked(until, force)
+
+    def _run_locked(self, until: str, force: bool) -> RunSummary:
         atomic_write_text(self.path("config.toml"), to_toml(self.config))
         summary = RunSummary(self.run_dir)
         for stage in STAGES[: STAGES.index(until) + 1]:
@@ -214,7 +263,20 @@ class Pipeline:
                 self.reporter.message(f"[dim]{stage}: up to date, skipped[/dim]")
                 continue
             start = time.perf_counter()
-            info = getattr(self, f"_stage_{stage}")() or {}
+            try:
+                info = getattr(self, f"_stage_{stage}")() or {}
+            except (OSError, sqlite3.OperationalError) as err:
+                if isinstance(err, OSError) and err.errno not in _WRITE_ERRNOS:
+                    raise
+                if isinstance(err, sqlite3.OperationalError) and not any(
+                    word in str(err) for word in ("full", "readonly", "disk", "unable to open")
+                ):
+                    raise
+                reason = err.strerror if isinstance(err, OSError) else str(err)
+                raise SynAlignError(
+                    f"{stage} stage could not write to {self.run_dir} ({reason}); free space "
+                    "or fix permissions and re-run: finished work and cached LLM answers are kept"
+                ) from err
             state = self._state()
             state.setdefault("stages", {})[stage] = {
                 "fingerprint": fp,
