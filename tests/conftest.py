@@ -9,8 +9,8 @@ from synalign.llm.llamacpp import LlamaCppLLM
 
 @pytest.fixture(scope="session")
 def gemma() -> LlamaCppLLM:
-    llm = LlamaCppLLM(n_ctx=1024)
-    llm._load()
+    llm = LlamaCppLLM(n_ctx=1024, parallel_samples=4)
+    llm._completion_decoder()
     return llm
 
 

@@ -200,7 +200,7 @@ def _topic_embeddings(n_syn: int, n_real: int, d: int, seed: int) -> tuple[np.nd
 
 
 def test_approx_solver_agrees_with_exact() -> None:
-    X_syn, X_real = _topic_embeddings(2000, 400, 256, seed=8)
+    X_syn, X_real = _topic_embeddings(1500, 300, 256, seed=8)
     exact = MMDAligner(solver="exact").fit(X_syn, X_real)
     approx = MMDAligner(solver="approx").fit(X_syn, X_real)
     assert exact.solver_ == {ALL_LABEL: "exact"} and approx.solver_ == {ALL_LABEL: "approx"}

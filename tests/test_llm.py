@@ -1,6 +1,8 @@
 """The local llama.cpp backend and the response cache, on the real bundled model."""
 
-from synalign.llm.base import Prompt, SamplingParams
+from pathlib import Path
+
+from synalign.llm.base import Prompt, Request, SamplingParams
 from synalign.llm.cache import CachedLLM, ResponseCache
 from synalign.llm.llamacpp import LlamaCppLLM
 
@@ -44,3 +46,36 @@ def test_chat_model_through_llamacpp(smollm_path: str) -> None:
     prompt = Prompt(messages=(("user", "Name one colour. Answer with one word."),))
     out = llm.generate(prompt, SamplingParams(max_tokens=8, stop=(), seed=1), [0])
     assert out[0].text.strip()
+
+
+def test_a_batch_is_decoded_together_and_repeats_exactly(gemma: LlamaCppLLM) -> None:
+    other = Prompt(
+        text="Movie review (negative): Dull and far too long.\n\nMovie review (negative):"
+    )
+    requests = [Request(PROMPT, PARAMS, i) for i in range(5)] + [Request(other, PARAMS, 0)]
+    first = dict(gemma.stream(requests))
+    # the prompt is read once per batch: every answer of a batch reports the same prompt
+    assert len({first[i].prompt_tokens for i in range(5)}) == 1
+    assert first[5].prompt_tokens != first[0].prompt_tokens
+    # batch boundaries are marked (at most 4 sequences at a time in this fixture's config)
+    marks = [first[i].batch_end for i in range(6)]
+    assert marks == [False, False, False, True, True, True]
+    # the same requests after other work give the same answers (prefix cache or not)
+    gemma.generate(other, SamplingParams(max_tokens=8, seed=9), [0])
+    again = dict(gemma.stream(requests))
+    assert [again[i].text for i in range(6)] == [first[i].text for i in range(6)]
+    assert all(c.completion_tokens <= PARAMS.max_tokens for c in first.values())
+
+
+def test_cache_stores_a_batch_whole_or_not_at_all(gemma: LlamaCppLLM, tmp_path: Path) -> None:
+    llm = CachedLLM(gemma, ResponseCache(tmp_path / "llm.sqlite"))
+    requests = [Request(PROMPT, PARAMS, i) for i in range(6)]
+    stream = llm.stream(requests)
+    got = [next(stream) for _ in range(5)]  # the first batch (4) and one of the second (2)
+    stream.close()  # the consumer dies mid-batch
+    assert len(got) == 5 and len(llm.cache) == 4
+    # the re-run decodes the missing batch whole and matches an uninterrupted run
+    resumed = dict(llm.stream(requests))
+    assert llm.usage.calls == 4 + 2 and llm.usage.cache_hits == 4
+    fresh = dict(gemma.stream(requests))
+    assert [resumed[i].text for i in range(6)] == [fresh[i].text for i in range(6)]

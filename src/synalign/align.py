@@ -68,6 +68,8 @@ _MAX_BACKTRACK = 40
 _SAMPLE_ROWS = 1 << 16
 # Floor of r relative to its median (see _NystroemProblem).
 _RESID_FLOOR = 1e-2
+# Absolute floor of r: it is 1 - |φ|^2 from float32 features, rounding noise below this.
+_RESID_MIN = 1e-5
 
 
 def _as_rows(X: np.ndarray, name: str) -> np.ndarray:
@@ -402,8 +404,11 @@ class _NystroemProblem:
         self.gamma = np.float32(1.0 / (2.0 * bandwidth * bandwidth))
         self.phi, resid = self._features(S, rows_s)
         # Landmark rows have r = 0, which would let the dual give them unbounded weight; a
-        # floor far below typical values keeps every row's weight finite.
-        self.resid = np.maximum(resid, _RESID_FLOOR * float(np.median(resid)) + 1e-12)
+        # floor far below typical values keeps every row's weight finite. When the features
+        # capture nearly all of the kernel (every row a landmark, or low-dimensional data),
+        # even the median r is float32 noise; 1/r then swamps the dual in rounding and the
+        # Newton solve stalls, often at uniform weights, hence the absolute floor too.
+        self.resid = np.maximum(resid, max(_RESID_FLOOR * float(np.median(resid)), _RESID_MIN))
         phi_r, resid_r = self._features(R, rows_r)
         self.target = self._column_sums(phi_r, np.full(n_r, 1.0 / n_r))
         self.const = float(resid_r.sum()) / (n_r * n_r)
@@ -575,14 +580,16 @@ def _solve_approx(problem: _NystroemProblem, max_iter: int, tol: float, seed: in
     x = np.zeros(D + 1)
     x[D] = 1.0 / float(np.sum(1.0 / problem.resid))
     total = 0
-    if n > 2 * _SAMPLE_ROWS:
-        rng = np.random.default_rng(seed)
-        rows = np.sort(rng.choice(n, size=_SAMPLE_ROWS, replace=False))
-        small = problem.sample(rows)
-        x[D] = 1.0 / float(np.sum(1.0 / small.resid))
-        start, _, _, total = _dual_newton(small, x, max_iter, tol)
-        x = start.x
-    _, w, after, n_iter = _dual_newton(problem, x, max_iter, tol)
+    # Memory-bound products: one BLAS thread, all of them for large Hessian blocks.
+    with BlasThreads().single():
+        if n > 2 * _SAMPLE_ROWS:
+            rng = np.random.default_rng(seed)
+            rows = np.sort(rng.choice(n, size=_SAMPLE_ROWS, replace=False))
+            small = problem.sample(rows)
+            x[D] = 1.0 / float(np.sum(1.0 / small.resid))
+            start, _, _, total = _dual_newton(small, x, max_iter, tol)
+            x = start.x
+        _, w, after, n_iter = _dual_newton(problem, x, max_iter, tol)
     return _Solution(w, before, min(after, before), total + n_iter)
 
 

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from synalign import __version__
@@ -93,9 +94,11 @@ def _llm_overrides(llm: str | None, model: str | None, base_url: str | None) -> 
 
 
 def _run_pipeline(config: Any, until: str, force: bool) -> Any:
+    from synalign.llm.factory import check_llm_config
     from synalign.pipeline import Pipeline
     from synalign.progress import RichReporter
 
+    check_llm_config(config.llm)
     _quiet_libraries()
     return Pipeline(config, reporter=RichReporter(err)).run(until=until, force=force)
 
@@ -180,6 +183,7 @@ def demo(
             "generate": {"samples_per_label": samples_per_label},
         },
         _llm_overrides(llm, model, base_url),
+        source="command-line options",
     )
     start = time.perf_counter()
     summary = _run_pipeline(config, "report", force)
@@ -217,7 +221,7 @@ def _data_overrides(
         data["dataset"] = dataset
     else:
         data["path"] = str(input_file)
-    if shots:
+    if shots is not None:
         data["shots"] = shots
     return data
 
@@ -259,6 +263,7 @@ def generate(
             "generate": {"samples_per_label": samples_per_label},
         },
         [*_llm_overrides(llm, model, base_url), *(set_ or [])],
+        source="command-line options",
     )
     summary = _run_pipeline(config, "generate", force)
     out.print(f"synthetic samples: {summary.run_dir / 'synthetic.jsonl'}")
@@ -293,7 +298,7 @@ def align(
     real_rows = read_records(real, text_column, label_column)
     syn_rows = read_records(synthetic, text_column, label_column)
     for w in real_rows.warnings + syn_rows.warnings:
-        err.print(f"[yellow]warning:[/yellow] {w}")
+        err.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False, soft_wrap=True)
     real_labels = {r.label for r in real_rows.records}
     unknown = sorted({r.label for r in syn_rows.records} - real_labels)
     if unknown:
@@ -302,6 +307,10 @@ def align(
             "every synthetic label needs real examples to align to"
         )
     embedder = SentenceTransformerEmbedder()
+    for path, rows in ((real, real_rows), (synthetic, syn_rows)):
+        report = embedder.token_report([r.text for r in rows.records])
+        for w in report.warnings(f"texts in {path}"):
+            err.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False, soft_wrap=True)
     X_real = embedder.encode([r.text for r in real_rows.records])
     X_syn = embedder.encode([r.text for r in syn_rows.records])
     aligner = MMDAligner(bandwidth=bandwidth, seed=seed).fit(
@@ -543,7 +552,7 @@ def main() -> None:
     try:
         code = app(standalone_mode=False)
     except SynAlignError as e:
-        err.print(f"[bold red]error:[/bold red] {e}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/bold red] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except click.ClickException as e:
         e.show()

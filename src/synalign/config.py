@@ -4,16 +4,47 @@ from __future__ import annotations
 
 import difflib
 import tomllib
+import types
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from synalign.errors import ConfigError
 
 
+def _accepts_bool(annotation: Any) -> bool:
+    if annotation is bool or annotation is Any:
+        return True
+    if get_origin(annotation) in (Union, types.UnionType):
+        return any(_accepts_bool(a) for a in get_args(annotation))
+    return False
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """`samples_per_label = true` is a mistake, not 1 (pydantic would accept it)."""
+        if isinstance(value, bool) and info.field_name:
+            field = cls.model_fields[info.field_name]
+            if not _accepts_bool(field.annotation):
+                raise PydanticCustomError(
+                    "bool_not_number", "Input should be a number, not true or false"
+                )
+        return value
 
 
 class DataConfig(_Section):
@@ -99,6 +130,13 @@ class LLMConfig(_Section):
     )
     n_ctx: int = Field(2048, gt=0, description="Context window for the local model.")
     threads: int | None = Field(None, gt=0, description="CPU threads; all cores if unset.")
+    parallel_samples: int = Field(
+        8,
+        gt=0,
+        le=64,
+        description="Local model: samples of one prompt decoded together in one batch "
+        "(the prompt is read once); 1 decodes them one by one.",
+    )
     concurrency: int = Field(8, gt=0, description="Requests in flight at once (openai).")
     timeout: float = Field(120.0, gt=0, description="Seconds before a request is retried.")
     max_retries: int = Field(8, ge=0, description="Retries per request on transient errors.")
@@ -176,6 +214,9 @@ class RunConfig(_Section):
         return Path(self.runs_dir) / self.name
 
 
+_SECTIONS = (DataConfig, EmbedConfig, LLMConfig, ExploreConfig, GenerateConfig, AlignConfig)
+
+
 def _known_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
     keys: list[str] = []
     for name, field in model.model_fields.items():
@@ -187,13 +228,37 @@ def _known_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
     return keys
 
 
+def _suggest(key: str) -> str:
+    """The closest known key: the same name in another section, else the nearest spelling."""
+    known = _known_keys(RunConfig)
+    sections = [n for n, f in RunConfig.model_fields.items() if f.annotation in _SECTIONS]
+    top = [k for k in known if "." not in k]
+    section, _, leaf = key.rpartition(".")
+    moved = [k for k in known if k.rsplit(".", 1)[-1] == leaf and k != key]
+    if moved:
+        return f"; did you mean '{moved[0]}'?"
+    if not section:
+        close = difflib.get_close_matches(key, top + sections, n=1)
+        if close:
+            return f"; did you mean '{close[0]}'?"
+        return f"; top-level keys are {', '.join(top)} and the sections {', '.join(sections)}"
+    if section in sections:
+        names = [k.split(".", 1)[1] for k in known if k.startswith(section + ".")]
+        close = difflib.get_close_matches(leaf, names, n=1)
+        if close:
+            return f"; did you mean '{section}.{close[0]}'?"
+        return f"; keys in [{section}] are {', '.join(names)}"
+    close = difflib.get_close_matches(section, sections, n=1)
+    if close:
+        return f"; did you mean '{close[0]}.{leaf}'?"
+    return f"; the sections are {', '.join(sections)}"
+
+
 def _explain(err: ValidationError, source: str) -> str:
     first = err.errors()[0]
     key = ".".join(str(p) for p in first["loc"]) or "(top level)"
     if first["type"] == "extra_forbidden":
-        close = difflib.get_close_matches(key, _known_keys(RunConfig), n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        return f"{source}: unknown config key '{key}'{hint}"
+        return f"{source}: unknown config key '{key}'{_suggest(key)}"
     return f"{source}: config key '{key}': {first['msg']} (got {first.get('input')!r})"
 
 

@@ -62,11 +62,23 @@ def read_records(
     text_column: str = "text",
     label_column: str = "label",
     id_column: str | None = None,
+    dedupe: bool = False,
 ) -> LoadResult:
     """Load labelled texts from JSONL, JSON, CSV, TSV, Parquet or a `save_to_disk` folder.
 
     Columns other than text, label and id are kept in `Record.meta` (minus the names
     `id`, `text` and `label`, which would clash with the record's own fields on output).
+
+    Labels are always text: a number becomes its decimal spelling (1 and 1.0 -> "1",
+    2.5 -> "2.5", true -> "true"), so a column mixing 0 and "neg" reads as the labels "0"
+    and "neg". When one label is written both as a number and as a string (1 and "1") the
+    rows are merged under one label and a warning says so. Rows with an empty, null or
+    whitespace-only text or label are dropped; each kind of drop is counted in one warning.
+
+    With `dedupe` (what a run does with its real data) a row repeating an earlier row's
+    text under the same label is dropped too, as it would only give that text more weight
+    in exploration and alignment, and a text that occurs under two different labels is kept
+    under both; each is counted in one warning. Without it every row is returned as written.
     """
     p = Path(path)
     source = str(path)
@@ -91,7 +103,7 @@ def read_records(
                 f"{source}: unsupported file type '{p.suffix or '(none)'}'; use one of {kinds}"
                 " or a Hugging Face datasets folder made by save_to_disk"
             )
-    return _to_records(table, source, text_column, label_column, id_column)
+    return _to_records(table, source, text_column, label_column, id_column, dedupe)
 
 
 def validate_labelled(records: list[Record], source: str, min_per_label: int = 1) -> list[str]:
@@ -103,13 +115,17 @@ def validate_labelled(records: list[Record], source: str, min_per_label: int = 1
         (only,) = counts
         raise InputError(
             f"{source} has only one label '{only}'; SynAlign needs at least two labels"
+            " (check --label-column / data.label_column, or add examples of another label)"
         )
     warnings: list[str] = []
     for label, n in counts.items():
         if n < min_per_label:
+            s = "s" if n != 1 else ""
             warnings.append(
-                f"label '{label}' in {source} has only {n} example{'s' if n != 1 else ''}"
-                f" (fewer than {min_per_label}); its synthetic texts may be poorly matched"
+                f"label '{label}' in {source} has only {n} example{s}, fewer than"
+                f" explore.cluster_size ({min_per_label}): its demonstration clusters hold"
+                f" {n} text{s} each and its synthetic texts may be poorly matched; add"
+                " examples or lower explore.cluster_size"
             )
     return warnings
 
@@ -127,29 +143,50 @@ def _read_utf8(p: Path, source: str) -> str:
         data = p.read_bytes()
     except OSError as e:
         raise InputError(f"{source}: cannot read file ({e.strerror or e})") from e
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise InputError(
+            f"{source} is UTF-16 encoded (it starts with a UTF-16 byte order mark); re-save it"
+            " as UTF-8 (e.g. 'CSV UTF-8' in Excel)"
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
+        column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
         raise InputError(
-            f"{source} line {line} (byte {e.start}) is not valid UTF-8; the file must be"
-            " UTF-8 encoded, so re-save it as UTF-8"
+            f"{source} line {line} column {column} (byte {e.start}) is not valid UTF-8; the"
+            " file must be UTF-8 encoded, so re-save it as UTF-8 (e.g. iconv -f cp1252 -t utf-8)"
         ) from e
     return text.removeprefix("\ufeff")
 
 
+def _json_problem(e: json.JSONDecodeError, indent: int = 0) -> str:
+    """`column 15: invalid JSON (unterminated string)` from a decoder error; `indent` is
+    whitespace stripped from the line before decoding it."""
+    what = e.msg.removesuffix(" at").removesuffix(" starting")
+    return f"column {e.colno + indent}: invalid JSON ({what[:1].lower()}{what[1:]})"
+
+
 def _json_line_rows(text: str, source: str) -> Iterator[tuple[int, Any]]:
     # Split on "\n" only: str.splitlines would also break on U+2028 etc. inside JSON strings.
-    for lineno, raw in enumerate(text.split("\n"), 1):
+    lines = text.split("\n")
+    last = max((i for i, raw in enumerate(lines, 1) if raw.strip()), default=0)
+    for lineno, raw in enumerate(lines, 1):
         line = raw.strip()
         if not line:
             continue
         try:
             yield lineno, json.loads(line)
         except json.JSONDecodeError as e:
+            cut = (
+                "; the file looks cut off (was it completely written?)"
+                if lineno == last and (e.pos >= len(line) or e.msg.startswith("Unterminated"))
+                else ""
+            )
+            indent = len(raw) - len(raw.lstrip())
             raise InputError(
-                f"{source} line {lineno}: invalid JSON ({e.msg} at column {e.colno});"
-                " each line must be one complete JSON object"
+                f"{source} line {lineno} {_json_problem(e, indent)}; each line must be one complete"
+                f" JSON object{cut}"
             ) from e
 
 
@@ -178,9 +215,7 @@ def _parse_json(text: str, source: str) -> _Table:
             obj = json.loads(text)
         except json.JSONDecodeError as e:
             if e.msg != "Extra data":
-                raise InputError(
-                    f"{source} line {e.lineno}: invalid JSON ({e.msg} at column {e.colno})"
-                ) from e
+                raise InputError(f"{source} line {e.lineno} {_json_problem(e)}") from e
             return _parse_jsonl(text, source)
         return _Table(list(obj), [obj], ["line 1"])
     if stripped[0] != "[":
@@ -188,9 +223,7 @@ def _parse_json(text: str, source: str) -> _Table:
     try:
         items = json.loads(text)
     except json.JSONDecodeError as e:
-        raise InputError(
-            f"{source} line {e.lineno}: invalid JSON ({e.msg} at column {e.colno})"
-        ) from e
+        raise InputError(f"{source} line {e.lineno} {_json_problem(e)}") from e
     rows: list[dict[str, Any]] = []
     for i, item in enumerate(items):
         if not isinstance(item, dict):
@@ -242,10 +275,7 @@ def _parse_delimited(text: str, source: str, delimiter: str) -> _Table:
             except StopIteration:
                 break
             except csv.Error as e:
-                raise InputError(
-                    f"{source}: {kind} parse error in the row starting on line {start} ({e});"
-                    " check for an unbalanced or stray double quote"
-                ) from e
+                raise InputError(_quote_problem(text, start, delimiter, source, kind, e)) from e
             if not fields:
                 continue
             if header is None:
@@ -275,6 +305,51 @@ def _parse_delimited(text: str, source: str, delimiter: str) -> _Table:
     return _Table(header, rows, where, untyped=True)
 
 
+def _quote_problem(
+    text: str, start: int, delimiter: str, source: str, kind: str, error: csv.Error
+) -> str:
+    """Point at the quote that broke a row: one never closed, or text after a closing one."""
+    lines = text.split("\n")
+    i = sum(len(ln) + 1 for ln in lines[: start - 1])
+    field_start, quoted, opened = True, False, -1
+    found: tuple[str, int] | None = None
+    while i < len(text) and found is None:
+        c = text[i]
+        if quoted:
+            if c == '"' and text[i + 1 : i + 2] == '"':
+                i += 1
+            elif c == '"':
+                quoted = False
+                if text[i + 1 : i + 2] not in (delimiter, "\n", "\r", ""):
+                    found = ("after", i + 1)
+        elif c == '"' and field_start:
+            quoted, opened = True, i
+        elif c == "\n":
+            break
+        field_start = not quoted and c in (delimiter, "\n")
+        i += 1
+    if found is None and quoted:
+        found = ("open", opened)
+    if found is None:
+        return (
+            f"{source}: {kind} parse error in the row starting on line {start} ({error});"
+            " check for an unbalanced or stray double quote"
+        )
+    what, at = found
+    line = text.count("\n", 0, at) + 1
+    column = at - (text.rfind("\n", 0, at) + 1) + 1
+    if what == "open":
+        return (
+            f"{source} line {line} column {column}: this double quote opens a quoted field"
+            " that is never closed (the file ends inside it); close it, or write a quote"
+            ' inside a field as two quotes ("")'
+        )
+    return (
+        f"{source} line {line} column {column}: text follows the closing double quote of a"
+        f' quoted field; quote the whole field and write a quote inside it as two quotes ("")'
+    )
+
+
 def _read_parquet(p: Path, source: str) -> _Table:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -285,7 +360,7 @@ def _read_parquet(p: Path, source: str) -> _Table:
         raise InputError(f"{source}: not a readable Parquet file ({e})") from e
     columns = list(table.column_names)
     if table.num_rows == 0:
-        raise InputError(f"{source} has no rows (columns: {', '.join(columns)})")
+        raise InputError(f"{source} has no rows (columns: {', '.join(columns)}); add labelled rows")
     rows = table.to_pylist()
     return _Table(columns, rows, [f"row {i}" for i in range(len(rows))])
 
@@ -324,7 +399,7 @@ def _read_hf_folder(p: Path, source: str) -> _Table:
         ds = loaded
     columns = list(ds.column_names)
     if ds.num_rows == 0:
-        raise InputError(f"{source} has no rows (columns: {', '.join(columns)})")
+        raise InputError(f"{source} has no rows (columns: {', '.join(columns)}); add labelled rows")
     rows = ds.with_format(None).to_list()
     return _Table(columns, rows, [f"row {i}" for i in range(len(rows))])
 
@@ -379,6 +454,7 @@ def _to_records(
     text_column: str,
     label_column: str,
     id_column: str | None,
+    dedupe: bool = False,
 ) -> LoadResult:
     _require_column(table, source, text_column, "pass --text-column with the right column name")
     _require_column(table, source, label_column, "pass --label-column with the right column name")
@@ -389,6 +465,12 @@ def _to_records(
     first_seen: dict[str, str] = {}
     empty_text = 0
     no_label = 0
+    # label -> how it was written ("a number", "a string", ...) -> (rows, first raw value)
+    spellings: dict[str, dict[str, tuple[int, Any]]] = {}
+    # text -> label -> where it first occurs, to drop repeats and spot conflicting labels
+    seen_text: dict[str, dict[str, str]] = {}
+    duplicates: list[tuple[str, str]] = []
+    conflicts: list[tuple[str, str, str, str]] = []
     for index, (row, where) in enumerate(zip(table.rows, table.where, strict=True)):
         text = _cell(row.get(text_column), source, where, text_column, "text")
         if text is None:
@@ -400,6 +482,11 @@ def _to_records(
         if label is None:
             no_label += 1
             continue
+        if not table.untyped:
+            raw = row.get(label_column)
+            kind = "a string" if isinstance(raw, str) else _json_kind(raw)
+            rows, example = spellings.setdefault(label, {}).get(kind, (0, raw))
+            spellings[label][kind] = (rows + 1, example)
         if id_column is None:
             rid = str(index)
         else:
@@ -415,6 +502,15 @@ def _to_records(
                 )
             first_seen[got] = where
             rid = got
+        if dedupe:
+            labels_of_text = seen_text.setdefault(text, {})
+            if label in labels_of_text:
+                duplicates.append((where, labels_of_text[label]))
+                continue
+            if labels_of_text:
+                other, at = next(iter(labels_of_text.items()))
+                conflicts.append((where, label, at, other))
+            labels_of_text[label] = where
         meta = {k: v for k, v in row.items() if k not in skip}
         records.append(Record(id=rid, text=text, label=label, meta=meta))
     warnings: list[str] = []
@@ -422,6 +518,28 @@ def _to_records(
         warnings.append(f"dropped {_rows(empty_text)} with empty text in {source}")
     if no_label:
         warnings.append(f"dropped {_rows(no_label)} with no label in {source}")
+    if duplicates:
+        where, first = duplicates[0]
+        warnings.append(
+            f"dropped {_rows(len(duplicates))} repeating an earlier row's text and label in"
+            f" {source} (e.g. {where} repeats {first})"
+        )
+    if conflicts:
+        where, label, at, other = conflicts[0]
+        warnings.append(
+            f"{_rows(len(conflicts))} in {source} repeat a text already seen under another"
+            f" label (e.g. {where} '{label}' vs {at} '{other}'); kept under each label"
+        )
+    for label, kinds in spellings.items():
+        if len(kinds) > 1:
+            shown = " and as ".join(
+                f"{kind} ({json.dumps(example, ensure_ascii=False, default=str)}, {_rows(rows)})"
+                for kind, (rows, example) in kinds.items()
+            )
+            warnings.append(
+                f"label '{label}' in {source} is written both as {shown}; labels are read as"
+                f" text, so all of them are the label '{label}'"
+            )
     if not records:
         raise InputError(
             f"{source} has no rows with both a text ('{text_column}') and a label"
@@ -554,9 +672,13 @@ def _write_csv(target: Path, rows: list[dict[str, Any]]) -> None:
     columns, dense = _dense(rows)
     with _atomic_open(target, binary=False) as f:
         writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(columns)
-        for row in dense:
-            writer.writerow([_csv_value(row[c]) for c in columns])
+        # Minimal quoting only quotes the delimiter, quote and line terminator characters,
+        # so a bare "\r" would be written unquoted and end the row when read back; a row
+        # holding one is written with every field quoted instead.
+        quoted = csv.writer(f, lineterminator="\n", quoting=csv.QUOTE_ALL)
+        for values in [columns, *([_csv_value(row[c]) for c in columns] for row in dense)]:
+            has_cr = any(isinstance(v, str) and "\r" in v for v in values)
+            (quoted if has_cr else writer).writerow(values)
 
 
 def _write_parquet(target: Path, rows: list[dict[str, Any]]) -> None:

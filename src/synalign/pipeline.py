@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.markup import escape
 
 from synalign.config import RunConfig, to_toml
 from synalign.data import (
@@ -102,6 +103,21 @@ def run_lock(run_dir: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def no_sample_message(labels: list[str], rejected: list[dict[str, Any]], path: Path) -> str:
+    """Why a generate stage ended with nothing accepted for `labels`: each label's most
+    frequent rejection reasons, with counts."""
+    parts = []
+    for label in labels:
+        counts = Counter(r["reason"] for r in rejected if r["label"] == label)
+        top = ", ".join(f"{why} {n}" for why, n in counts.most_common(3))
+        parts.append(f"{label!r} (rejected: {top or 'no sample was generated'})")
+    return (
+        f"no synthetic sample was accepted for label(s) {'; '.join(parts)}; see {path} for "
+        "every rejected sample, and raise generate.samples_per_label or relax "
+        "generate.min_words / near_copy"
+    )
 
 
 @dataclass
@@ -297,7 +313,7 @@ class Pipeline:
             records = load_split(d.dataset, d.split)
             source = f"dataset {d.dataset} ({d.split})"
         elif d.path:
-            loaded = read_records(d.path, d.text_column, d.label_column)
+            loaded = read_records(d.path, d.text_column, d.label_column, dedupe=True)
             records, warnings = loaded.records, list(loaded.warnings)
             source = d.path
         else:
@@ -313,7 +329,7 @@ class Pipeline:
             records, source, min_per_label=self.config.explore.cluster_size
         )
         for w in warnings:
-            self.reporter.message(f"[yellow]warning:[/yellow] {w}")
+            self.reporter.message(f"[yellow]warning:[/yellow] {escape(w)}")
         write_jsonl(self.path("real.jsonl"), [r.to_dict() for r in records])
         return {"records": len(records), "labels": len(labels_of(records)), "warnings": warnings}
 
@@ -341,7 +357,12 @@ class Pipeline:
 
         c = self.config
         real = self._real()
-        X = self._embed([r.text for r in real], "real texts")
+        texts = [r.text for r in real]
+        report = self.embedder.token_report(texts)
+        warnings = report.warnings("real texts") if report else []
+        for w in warnings:
+            self.reporter.message(f"[yellow]warning:[/yellow] {escape(w)}")
+        X = self._embed(texts, "real texts")
         n_clusters = self._clusters_per_label()
         rows: list[dict[str, Any]] = []
         index = 0
@@ -370,7 +391,7 @@ class Pipeline:
                 )
                 index += 1
         write_jsonl(self.path("demos.jsonl"), rows)
-        return {"clusters": len(rows)}
+        return {"clusters": len(rows), "warnings": warnings}
 
     def _clusters(self) -> list[Cluster]:
         return [
@@ -437,11 +458,7 @@ class Pipeline:
             lab for lab in labels_of(self._real()) if not any(r["label"] == lab for r in accepted)
         ]
         if empty:
-            raise SynAlignError(
-                f"no synthetic sample was accepted for label(s) {', '.join(map(repr, empty))}; "
-                f"see {self.path('rejected.jsonl')} for the reasons, and raise "
-                "generate.samples_per_label or relax generate.min_words / near_copy"
-            )
+            raise SynAlignError(no_sample_message(empty, rejected, self.path("rejected.jsonl")))
         return {
             "generated": len(accepted) + len(rejected),
             "accepted": len(accepted),

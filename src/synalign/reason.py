@@ -10,8 +10,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from synalign.filters import SampleFilter
-from synalign.llm.base import LLM, Request, SamplingParams
-from synalign.prompts import PromptFamily, TaskSpec, length_attribute
+from synalign.llm.base import LLM, Completion, Request, SamplingParams
+from synalign.prompts import (
+    ParsedSample,
+    PromptFamily,
+    TaskSpec,
+    length_attribute,
+    shortfall_reason,
+)
 
 Progress = Callable[..., None]
 
@@ -112,19 +118,30 @@ class LatentAttributeGenerator:
     ) -> tuple[list[dict], list[dict]]:
         """Accepted and rejected samples, each with the cluster it came from.
 
-        Requests may finish in any order; clusters are filtered strictly in order so that
-        de-duplication, and so the output, does not depend on timing.
+        Every one of a cluster's `samples_per_cluster` samples is either accepted or
+        rejected with a reason: a call that yields fewer samples than asked (empty,
+        unparseable, cut off, or just short) has its shortfall rejected too, as rows with
+        an empty text and the call's raw answer. Requests may finish in any order;
+        clusters are filtered strictly in order so that de-duplication, and so the
+        output, does not depend on timing.
         """
         attrs_of = {row["cluster"]: row["attributes"] for row in attributes}
         k = self.samples_per_cluster
         per_call = self.family.samples_per_call or k
         n_calls = -(-k // per_call)
+        wanted = [min(per_call, k - i * per_call) for i in range(n_calls)]
+        labels = {c.label for c in clusters} | set(self.task.label_descriptions)
+        markers = self.family.echo_markers(self.task, labels)
+        sampling = self.sampling
+        if per_call > 1:
+            # max_tokens is per sample; a call that writes several must have room for all
+            sampling = replace(sampling, max_tokens=sampling.max_tokens * per_call + 16)
         requests: list[Request] = []
         for cluster in clusters:
             attrs = attrs_of.get(cluster.index) or None
             prompt = self.family.samples(self.task, cluster.label, list(cluster.texts), attrs, k)
             params = replace(
-                self.sampling,
+                sampling,
                 stop=self.family.stop,
                 seed=stable_seed(self.seed, cluster.label, cluster.index, "samples"),
             )
@@ -132,25 +149,38 @@ class LatentAttributeGenerator:
         accepted: list[dict[str, Any]] = []
         rejected: list[dict[str, Any]] = []
         self.counts_: Counter[str] = Counter()
-        texts: list[list[str | None]] = [[None] * n_calls for _ in clusters]
+        answers: list[list[Completion | None]] = [[None] * n_calls for _ in clusters]
         pending = [n_calls] * len(clusters)
         done = 0
         for pos, completion in self.llm.stream(requests):
             ci, call = divmod(pos, n_calls)
-            texts[ci][call] = completion.text
+            answers[ci][call] = completion
             pending[ci] -= 1
             while done < len(clusters) and pending[done] == 0:
                 cluster = clusters[done]
-                samples = [t for raw in texts[done] for t in self.family.parse_samples(raw or "")]
+                asked = {cluster.label, self.task.describe(cluster.label)}
+                items: list[tuple[ParsedSample, str | None]] = []
+                for answer, n_wanted in zip(answers[done], wanted, strict=True):
+                    raw = answer.text if answer else ""
+                    finish = answer.finish_reason if answer else "stop"
+                    parsed = self.family.parse_output(raw, finish, asked)[:n_wanted]
+                    items += [(p, None) for p in parsed]
+                    if len(parsed) < n_wanted:
+                        why = shortfall_reason(raw, finish, parsed)
+                        items += [
+                            (ParsedSample("", problem=why), raw)
+                            for _ in range(n_wanted - len(parsed))
+                        ]
                 self._judge(
                     cluster,
                     attrs_of.get(cluster.index) or {},
                     requests[done * n_calls],
-                    samples[:k],
+                    items,
+                    markers,
                     accepted,
                     rejected,
                 )
-                texts[done] = []
+                answers[done] = []
                 done += 1
             if progress:
                 progress(
@@ -165,14 +195,15 @@ class LatentAttributeGenerator:
         cluster: Cluster,
         attrs: dict[str, str],
         request: Request,
-        samples: list[str],
+        items: list[tuple[ParsedSample, str | None]],
+        markers: tuple[str, ...],
         accepted: list[dict[str, Any]],
         rejected: list[dict[str, Any]],
     ) -> None:
-        for j, text in enumerate(samples):
+        for j, (item, raw) in enumerate(items):
             row = {
                 "id": f"syn-{cluster.index}-{j}",
-                "text": text,
+                "text": item.text,
                 "label": cluster.label,
                 "cluster": cluster.index,
                 "demo_ids": list(cluster.ids),
@@ -182,10 +213,13 @@ class LatentAttributeGenerator:
                 "prompt_family": self.family.name,
                 "sampling": request.params.as_dict(),
             }
-            why = self.sample_filter.reason(text, cluster.texts)
+            why = item.problem or self.sample_filter.reason(
+                item.text, cluster.texts, truncated=item.truncated, markers=markers
+            )
             if why is None:
                 accepted.append(row)
                 self.counts_["accepted"] += 1
             else:
-                rejected.append({**row, "reason": why})
+                extra = {"raw": raw} if raw is not None else {}
+                rejected.append({**row, "reason": why, **extra})
                 self.counts_[why] += 1

@@ -55,6 +55,9 @@ class Completion:
     completion_tokens: int = 0
     finish_reason: str = "stop"
     cached: bool = field(default=False, compare=False)
+    # False on all but the last answer of a batch decoded together: a cache stores a batch
+    # whole or not at all, so a resumed run decodes the same batches as an uninterrupted one.
+    batch_end: bool = field(default=True, compare=False)
 
 
 def sample_seed(seed: int, index: int) -> int:

@@ -62,16 +62,17 @@ class ResponseCache:
         return Completion(row[0], row[1], row[2], row[3], cached=True)
 
     def put(self, key: str, completion: Completion) -> None:
+        self.put_many([(key, completion)])
+
+    def put_many(self, items: Sequence[tuple[str, Completion]]) -> None:
+        """One transaction: after a crash either all of `items` are stored or none."""
         with self._lock:
-            self._db.execute(
+            self._db.executemany(
                 "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?)",
-                (
-                    key,
-                    completion.text,
-                    completion.prompt_tokens,
-                    completion.completion_tokens,
-                    completion.finish_reason,
-                ),
+                [
+                    (key, c.text, c.prompt_tokens, c.completion_tokens, c.finish_reason)
+                    for key, c in items
+                ],
             )
             self._db.commit()
 
@@ -162,17 +163,24 @@ class CachedLLM:
         if not missing:
             return
         retries_before = getattr(self.llm, "retries", 0)
+        batch: list[tuple[int, Completion]] = []
 
         def store(j: int, completion: Completion) -> None:
-            pos = missing[j]
-            self.cache.put(keys[pos], completion)
+            batch.append((missing[j], completion))
+            if not completion.batch_end:
+                return
+            done = list(batch)
+            batch.clear()
+            self.cache.put_many([(keys[pos], c) for pos, c in done])
             with self._lock:
-                self.usage.calls += 1
-                self.usage.prompt_tokens += completion.prompt_tokens
-                self.usage.completion_tokens += completion.completion_tokens
+                for _, c in done:
+                    self.usage.calls += 1
+                    self.usage.prompt_tokens += c.prompt_tokens
+                    self.usage.completion_tokens += c.completion_tokens
                 self.usage.retries = getattr(self.llm, "retries", 0) - retries_before
             if on_result:
-                on_result(pos, completion)
+                for pos, c in done:
+                    on_result(pos, c)
 
         for j, completion in self.llm.stream([requests[p] for p in missing], on_result=store):
             yield missing[j], completion

@@ -3,16 +3,47 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from synalign.config import LLMConfig
+from synalign.errors import ConfigError
 from synalign.llm.base import LLM
 
 
+def check_llm_config(config: LLMConfig) -> None:
+    """Catch what can be checked without loading a model or calling the endpoint, so a run
+    stops before its first stage instead of after exploration."""
+    if config.backend == "llamacpp" and config.model_path is not None:
+        path = Path(config.model_path)
+        if path.is_dir():
+            raise ConfigError(
+                f"llm.model_path {config.model_path}: is a folder, not a model file; set it to"
+                " the .gguf file inside, or leave it unset for the bundled model"
+            )
+        if not path.is_file():
+            raise ConfigError(
+                f"llm.model_path {config.model_path}: model file not found; set it to a GGUF"
+                " file, or leave it unset for the bundled model"
+            )
+    if config.backend == "openai":
+        url = config.base_url or os.environ.get("OPENAI_BASE_URL")
+        if url and not url.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"llm.base_url {url!r}: not an http(s) URL; write it like http://127.0.0.1:8080/v1"
+            )
+
+
 def make_llm(config: LLMConfig) -> LLM:
+    check_llm_config(config)
     if config.backend == "llamacpp":
         from synalign.llm.llamacpp import LlamaCppLLM
 
-        return LlamaCppLLM(config.model_path, n_ctx=config.n_ctx, n_threads=config.threads)
+        return LlamaCppLLM(
+            config.model_path,
+            n_ctx=config.n_ctx,
+            n_threads=config.threads,
+            parallel_samples=config.parallel_samples,
+        )
     if config.backend == "openai":
         from synalign.llm.openai_compat import OpenAICompatibleLLM
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from synalign.llm.base import (
     generate,
     sample_seed,
 )
+from synalign.llm.shared_prefix import SharedPrefixDecoder, load_model
 
 
 def synalign_home() -> Path:
@@ -42,13 +44,20 @@ def bundled_model_path() -> Path:
 
 
 class LlamaCppLLM:
-    """llama-cpp-python in-process; loaded on first use so building one is cheap."""
+    """llama-cpp-python in-process; loaded on first use so building one is cheap.
+
+    Completion prompts go through `SharedPrefixDecoder`: consecutive requests for the same
+    prompt and parameters are decoded together, up to `parallel_samples` at a time, with
+    the prompt read once. Chat prompts use llama-cpp-python's chat formatting, one call
+    per sample.
+    """
 
     def __init__(
         self,
         model_path: str | Path | None = None,
         n_ctx: int = 2048,
         n_threads: int | None = None,
+        parallel_samples: int = 8,
     ) -> None:
         self.model_path = Path(model_path) if model_path is not None else None
         if self.model_path is not None and not self.model_path.is_file():
@@ -58,7 +67,10 @@ class LlamaCppLLM:
             )
         self.n_ctx = n_ctx
         self.n_threads = n_threads or os.cpu_count() or 1
-        self._llama: Any = None
+        self.parallel_samples = max(1, parallel_samples)
+        self._model: Any = None
+        self._decoder: SharedPrefixDecoder | None = None
+        self._chat: Any = None
 
     @property
     def backend(self) -> str:
@@ -69,14 +81,30 @@ class LlamaCppLLM:
         path = self.model_path or Path("gemma-3-270m-q4_k_m.gguf")
         return path.name
 
-    def _load(self) -> Any:
-        if self._llama is None:
+    def _weights(self) -> Any:
+        if self._model is None:
+            self.model_path = self.model_path or bundled_model_path()
+            self._model = load_model(str(self.model_path))
+        return self._model
+
+    def _completion_decoder(self) -> SharedPrefixDecoder:
+        if self._decoder is None:
+            self._decoder = SharedPrefixDecoder(
+                self._weights(),
+                n_ctx=self.n_ctx,
+                n_threads=self.n_threads,
+                n_seq=self.parallel_samples,
+            )
+        return self._decoder
+
+    def _chat_model(self) -> Any:
+        if self._chat is None:
             from llama_cpp import Llama
 
             path = self.model_path or bundled_model_path()
             self.model_path = path
             with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
-                self._llama = Llama(
+                self._chat = Llama(
                     model_path=str(path),
                     n_ctx=self.n_ctx,
                     n_threads=self.n_threads,
@@ -84,12 +112,11 @@ class LlamaCppLLM:
                     verbose=False,
                     seed=0,
                 )
-        return self._llama
+        return self._chat
 
     @property
     def has_chat_template(self) -> bool:
-        llama = self._load()
-        return "tokenizer.chat_template" in (llama.metadata or {})
+        return "tokenizer.chat_template" in (self._weights().metadata() or {})
 
     def generate(
         self, prompt: Prompt, params: SamplingParams, indices: list[int]
@@ -99,37 +126,57 @@ class LlamaCppLLM:
     def stream(
         self, requests: Sequence[Request], on_result: OnResult | None = None
     ) -> Iterator[tuple[int, Completion]]:
-        """One request at a time: llama.cpp reuses the shared prompt prefix between them."""
-        for pos, request in enumerate(requests):
-            completion = self._complete(request)
-            if on_result:
-                on_result(pos, completion)
-            yield pos, completion
+        """Runs of requests that share prompt and parameters are decoded as one batch."""
+        for group in _runs(requests, self.parallel_samples):
+            first = requests[group[0]]
+            if first.prompt.messages is not None:
+                completions = [self._chat_complete(requests[pos]) for pos in group]
+            else:
+                seeds = [sample_seed(first.params.seed, requests[pos].index) for pos in group]
+                completions = self._completion_decoder().complete(
+                    first.prompt.text or "", first.params, seeds
+                )
+            completions[-1] = replace(completions[-1], batch_end=True)
+            for pos, completion in zip(group, completions, strict=True):
+                if on_result:
+                    on_result(pos, completion)
+                yield pos, completion
 
-    def _complete(self, request: Request) -> Completion:
-        llama = self._load()
+    def _chat_complete(self, request: Request) -> Completion:
+        llama = self._chat_model()
         params, prompt = request.params, request.prompt
-        kwargs: dict[str, Any] = {
-            "max_tokens": params.max_tokens,
-            "temperature": params.temperature,
-            "top_p": params.top_p,
-            "min_p": 0.05 if params.min_p is None else params.min_p,
-            "stop": list(params.stop) or None,
-            "seed": sample_seed(params.seed, request.index),
-        }
-        if prompt.messages is not None:
-            messages = [{"role": r, "content": c} for r, c in prompt.messages]
-            resp = llama.create_chat_completion(messages=messages, **kwargs)
-            choice = resp["choices"][0]
-            text = choice["message"]["content"] or ""
-        else:
-            resp = llama.create_completion(prompt=prompt.text, **kwargs)
-            choice = resp["choices"][0]
-            text = choice["text"]
+        messages = [{"role": r, "content": c} for r, c in prompt.messages or ()]
+        resp = llama.create_chat_completion(
+            messages=messages,
+            max_tokens=params.max_tokens,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            min_p=0.05 if params.min_p is None else params.min_p,
+            stop=list(params.stop) or None,
+            seed=sample_seed(params.seed, request.index),
+        )
+        choice = resp["choices"][0]
         usage = resp.get("usage", {})
         return Completion(
-            text=text,
+            text=choice["message"]["content"] or "",
             prompt_tokens=int(usage.get("prompt_tokens", 0)),
             completion_tokens=int(usage.get("completion_tokens", 0)),
             finish_reason=str(choice.get("finish_reason") or "stop"),
         )
+
+
+def _runs(requests: Sequence[Request], size: int) -> Iterator[list[int]]:
+    """Positions of consecutive requests with one prompt and one set of parameters, in
+    pieces of at most `size`."""
+    group: list[int] = []
+    for pos, request in enumerate(requests):
+        if group and (
+            len(group) >= size
+            or request.prompt != requests[group[0]].prompt
+            or request.params != requests[group[0]].params
+        ):
+            yield group
+            group = []
+        group.append(pos)
+    if group:
+        yield group

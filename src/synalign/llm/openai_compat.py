@@ -9,8 +9,10 @@ wrong model name or key. The API key never appears in a message this module rais
 from __future__ import annotations
 
 import asyncio
+import os
 import queue
 import random
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -53,6 +55,22 @@ def _retry_after(exc: Exception) -> float | None:
     return None
 
 
+def _connect_reason(exc: BaseException) -> str | None:
+    """The innermost OS-level reason a connection failed ("Connection refused", ...)."""
+    seen: set[int] = set()
+    reason: str | None = None
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError):
+            if isinstance(current.errno, int) and current.errno > 0:
+                reason = os.strerror(current.errno)
+            else:
+                reason = current.strerror or str(current) or reason
+        current = current.__cause__ or current.__context__
+    return reason
+
+
 class OpenAICompatibleLLM:
     """Chat and completions endpoints of an OpenAI-compatible server."""
 
@@ -79,6 +97,8 @@ class OpenAICompatibleLLM:
         self._chat_template = chat_template
         self.retries = 0
         self._retry_lock = threading.Lock()
+        self._answered = False  # has the endpoint answered once? then a lost connection is
+        # worth the full retry budget; before that, a refused one is most likely a wrong URL
 
     @property
     def backend(self) -> str:
@@ -94,7 +114,9 @@ class OpenAICompatibleLLM:
 
     def _redact(self, text: str) -> str:
         if self._api_key and self._api_key != "unused":
-            text = text.replace(self._api_key, "***")
+            # whole tokens only, so that a short key cannot mangle ordinary words
+            key = re.escape(self._api_key)
+            text = re.sub(rf"(?<![\w-]){key}(?![\w-])", "***", text)
         return text
 
     def generate(
@@ -176,10 +198,17 @@ class OpenAICompatibleLLM:
         attempt = 0
         while True:
             try:
-                return await self._once(client, request)
+                completion = await self._once(client, request)
+                self._answered = True
+                return completion
             except (openai.APITimeoutError, openai.APIConnectionError) as exc:
                 error: Exception = exc
                 wait = None
+                refused = isinstance(exc, openai.APIConnectionError) and not isinstance(
+                    exc, openai.APITimeoutError
+                )
+                if refused and not self._answered and attempt >= min(self.max_retries, 2):
+                    raise LLMRequestError(self._unreachable(error, attempt)) from None
             except openai.APIStatusError as exc:
                 if exc.status_code not in RETRYABLE_STATUS and exc.status_code < 500:
                     raise LLMRequestError(self._describe(exc)) from None
@@ -187,18 +216,29 @@ class OpenAICompatibleLLM:
             if attempt >= self.max_retries or stop.is_set():
                 if stop.is_set():
                     return None
-                raise LLMRequestError(
-                    f"LLM endpoint {self.base_url or 'default'} still failing after "
-                    f"{self.max_retries} retries ({self._redact(type(error).__name__)}: "
-                    f"{self._redact(str(error))[:200]}); check that the server is up and "
-                    "re-run: completed samples are kept"
-                ) from None
+                raise LLMRequestError(self._unreachable(error, attempt)) from None
             delay = wait if wait is not None else min(self.max_backoff, self.backoff * 2**attempt)
             delay *= 1.0 if wait is not None else 0.5 + random.random()
             with self._retry_lock:
                 self.retries += 1
             attempt += 1
             await asyncio.sleep(delay)
+
+    def _unreachable(self, error: Exception, retries: int) -> str:
+        import openai
+
+        url = self.base_url or "https://api.openai.com/v1 (the default)"
+        if isinstance(error, openai.APITimeoutError):
+            why = f"no answer within llm.timeout = {self.timeout:g} s"
+        elif isinstance(error, openai.APIConnectionError):
+            why = f"cannot connect: {_connect_reason(error) or error}"
+        else:
+            why = f"{type(error).__name__}: {error}"
+        return (
+            f"LLM endpoint {url} still failing after {retries} retries"
+            f" ({self._redact(why)[:200]}); check that the server is up and llm.base_url"
+            " (--base-url) is right, then re-run: completed samples are kept"
+        )
 
     def _describe(self, exc: Any) -> str:
         status = exc.status_code
