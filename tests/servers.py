@@ -32,7 +32,9 @@ class LlamaServer:
         alias: str = "gemma",
         api_key: str | None = None,
         port: int | None = None,
+        threads: int | None = None,
     ) -> None:
+        self.threads = threads or os.cpu_count() or 2
         self.model_path = model_path
         self.alias = alias
         self.api_key = api_key
@@ -52,7 +54,7 @@ class LlamaServer:
             sys.executable, "-m", "llama_cpp.server",
             "--model", self.model_path, "--model_alias", self.alias,
             "--host", "127.0.0.1", "--port", str(self.port),
-            "--n_ctx", "2048", "--n_threads", str(os.cpu_count() or 2), "--verbose", "False",
+            "--n_ctx", "2048", "--n_threads", str(self.threads), "--verbose", "False",
         ]  # fmt: skip
         if self.api_key:
             cmd += ["--api_key", self.api_key]

@@ -53,6 +53,22 @@ BaseUrlOption = Annotated[
     str | None,
     typer.Option("--base-url", help="Endpoint for --llm openai; $OPENAI_BASE_URL if unset."),
 ]
+ExecutorOption = Annotated[
+    str | None,
+    typer.Option(
+        "--executor",
+        help="Where LLM calls and embeddings run: 'local' (this process) or 'ray' (the "
+        "workers of a Ray cluster; pip install 'synalign[ray]'). Same outputs either way.",
+    ),
+]
+RayAddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        help="Ray cluster for --executor ray: 'auto' (started here with `ray start --head`) "
+        "or HOST:6379; $RAY_ADDRESS, else a Ray instance on this machine, if unset.",
+    ),
+]
 NameOption = Annotated[str | None, typer.Option(help="Run name: the folder under --runs-dir.")]
 RunsDirOption = Annotated[str | None, typer.Option(help="Parent folder of run directories.")]
 ForceOption = Annotated[
@@ -93,12 +109,25 @@ def _llm_overrides(llm: str | None, model: str | None, base_url: str | None) -> 
     return sets
 
 
+def _executor_overrides(executor: str | None, ray_address: str | None) -> list[str]:
+    """--executor / --ray-address as config overrides (set only when given)."""
+    sets = []
+    for key, value in (("executor", executor), ("ray_address", ray_address)):
+        if value is not None:
+            sets.append(f"{key}={json.dumps(value)}")
+    return sets
+
+
 def _run_pipeline(config: Any, until: str, force: bool) -> Any:
     from synalign.llm.factory import check_llm_config
     from synalign.pipeline import Pipeline
     from synalign.progress import RichReporter
 
     check_llm_config(config.llm)
+    if config.executor == "ray":
+        from synalign.distributed import check_ray
+
+        check_ray()
     _quiet_libraries()
     return Pipeline(config, reporter=RichReporter(err)).run(until=until, force=force)
 
@@ -168,6 +197,8 @@ def demo(
     model: ModelOption = None,
     base_url: BaseUrlOption = None,
     force: ForceOption = False,
+    executor: ExecutorOption = None,
+    ray_address: RayAddressOption = None,
 ) -> None:
     """Run all three stages on the bundled rotten-tomatoes corpus with the bundled model.
 
@@ -182,7 +213,7 @@ def demo(
             "data": {"dataset": "rotten-tomatoes", "shots": shots},
             "generate": {"samples_per_label": samples_per_label},
         },
-        _llm_overrides(llm, model, base_url),
+        [*_llm_overrides(llm, model, base_url), *_executor_overrides(executor, ray_address)],
         source="command-line options",
     )
     start = time.perf_counter()
@@ -199,9 +230,18 @@ def run(
     model: ModelOption = None,
     base_url: BaseUrlOption = None,
     force: ForceOption = False,
+    executor: ExecutorOption = None,
+    ray_address: RayAddressOption = None,
 ) -> None:
     """Run the whole pipeline from a TOML config; finished stages are skipped."""
-    config = load_config(config_file, [*(set_ or []), *_llm_overrides(llm, model, base_url)])
+    config = load_config(
+        config_file,
+        [
+            *(set_ or []),
+            *_llm_overrides(llm, model, base_url),
+            *_executor_overrides(executor, ray_address),
+        ],
+    )
     start = time.perf_counter()
     summary = _run_pipeline(config, "report", force)
     out.print(_summary_table(summary.metrics, time.perf_counter() - start))
@@ -251,6 +291,8 @@ def generate(
     base_url: BaseUrlOption = None,
     set_: SetOption = None,
     force: ForceOption = False,
+    executor: ExecutorOption = None,
+    ray_address: RayAddressOption = None,
 ) -> None:
     """Exploration and attribute reasoning only: writes synthetic.jsonl, no alignment."""
     data = _data_overrides(dataset, input_file, text_column, label_column, shots)
@@ -262,7 +304,11 @@ def generate(
             "data": data,
             "generate": {"samples_per_label": samples_per_label},
         },
-        [*_llm_overrides(llm, model, base_url), *(set_ or [])],
+        [
+            *_llm_overrides(llm, model, base_url),
+            *(set_ or []),
+            *_executor_overrides(executor, ray_address),
+        ],
         source="command-line options",
     )
     summary = _run_pipeline(config, "generate", force)
@@ -459,6 +505,8 @@ def evaluate(
     name: NameOption = "eval",
     runs_dir: RunsDirOption = "runs",
     set_: SetOption = None,
+    executor: ExecutorOption = None,
+    ray_address: RayAddressOption = None,
 ) -> None:
     """Does the synthetic set help? Trains a classifier on real shots alone and with each
     method's synthetic data (SynAlign, a naive baseline, ablations), over several seeds,
@@ -492,7 +540,7 @@ def evaluate(
             "finetune_epochs": epochs,
             "test_per_label": test_per_label,
             "coverage_clusters": coverage_clusters,
-            "overrides": list(set_ or []),
+            "overrides": [*(set_ or []), *_executor_overrides(executor, ray_address)],
         },
         source=None,
     )

@@ -100,8 +100,10 @@ class LLMConfig(_Section):
         None, description="GGUF file for llamacpp; the bundled Gemma 3 270M base model if unset."
     )
     model: str | None = Field(None, description="Model name for the openai backend.")
-    base_url: str | None = Field(
-        None, description="Endpoint for the openai backend; $OPENAI_BASE_URL if unset."
+    base_url: str | list[str] | None = Field(
+        None,
+        description="Endpoint for the openai backend; $OPENAI_BASE_URL if unset. A list of "
+        "endpoints serving the same model spreads the requests over them (executor 'ray').",
     )
     api_key_env: str = Field(
         "OPENAI_API_KEY", description="Environment variable holding the API key."
@@ -202,6 +204,22 @@ class RunConfig(_Section):
     name: str = Field("run", description="Run name: the folder under runs_dir.")
     runs_dir: str = Field("runs", description="Parent folder of run directories.")
     seed: int = Field(0, description="Seed for every random choice in the run.")
+    executor: Literal["local", "ray"] = Field(
+        "local",
+        description="'local': this process; 'ray': LLM calls and embedding batches run on a "
+        "Ray cluster (pip install 'synalign[ray]'); the outputs are the same.",
+    )
+    ray_address: str | None = Field(
+        None,
+        description="Ray cluster to join ('auto', or HOST:6379); $RAY_ADDRESS, else a Ray "
+        "instance on this machine, if unset.",
+    )
+    ray_actors: int | None = Field(
+        None,
+        gt=0,
+        description="LLM workers on the cluster; one per node (llamacpp) or per endpoint "
+        "(openai) if unset.",
+    )
     data: DataConfig = Field(default_factory=DataConfig)
     embed: EmbedConfig = Field(default_factory=EmbedConfig)
     llm: LLMConfig = Field(default_factory=LLMConfig)

@@ -666,6 +666,10 @@ class Evaluation:
         base_embedder = self.embedder or SentenceTransformerEmbedder(
             base.embed.model, batch_size=base.embed.batch_size
         )
+        if self.embedder is None and base.executor != "local":
+            from synalign.distributed import executor_embedder
+
+            base_embedder = executor_embedder(base)
         self._base_embedder = base_embedder
         self._cached_embedder = CachedEmbedder(
             base_embedder, self.eval_dir / "cache" / "embeddings.sqlite"
@@ -673,9 +677,9 @@ class Evaluation:
         # One LLM for every pipeline run (a local model is loaded on first use only).
         self._llm = self.llm
         if self._llm is None and c.variants():
-            from synalign.llm.factory import make_llm
+            from synalign.distributed import executor_llm
 
-            self._llm = make_llm(base.llm)
+            self._llm = executor_llm(base)
 
         start = time.perf_counter()
         with self.reporter.task("embedding test texts", total=len(test)) as advance:

@@ -197,15 +197,19 @@ class Pipeline:
             base = self._embedder_override or SentenceTransformerEmbedder(
                 self.config.embed.model, batch_size=self.config.embed.batch_size
             )
+            if self._embedder_override is None and self.config.executor != "local":
+                from synalign.distributed import executor_embedder
+
+                base = executor_embedder(self.config)
             self._embedder = CachedEmbedder(base, self.path("cache/embeddings.sqlite"))
         return self._embedder
 
     @property
     def llm(self) -> CachedLLM:
         if self._llm is None:
-            from synalign.llm.factory import make_llm
+            from synalign.distributed import executor_llm
 
-            base = self._llm_override or make_llm(self.config.llm)
+            base = self._llm_override or executor_llm(self.config)
             self._llm = CachedLLM(base, ResponseCache(self.path("cache/llm.sqlite")))
         return self._llm
 
@@ -267,6 +271,8 @@ class Pipeline:
             return self._run_locked(until, force)
 
     def _run_locked(self, until: str, force: bool) -> RunSummary:
+        for stale in self.run_dir.rglob(".*.tmp"):  # a killed run's unfinished writes
+            stale.unlink(missing_ok=True)
         atomic_write_text(self.path("config.toml"), to_toml(self.config))
         summary = RunSummary(self.run_dir)
         for stage in STAGES[: STAGES.index(until) + 1]:
@@ -337,16 +343,22 @@ class Pipeline:
         return [Record.from_dict(r) for r in read_jsonl(self.path("real.jsonl"))]
 
     def _embed(self, texts: list[str], what: str) -> np.ndarray:
+        """Embeds in chunks (for the progress bar) taken in order of length, longest first,
+        so that every batch holds texts of similar length, as one `encode` call would."""
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        out: np.ndarray | None = None
         with self.reporter.task(f"embedding {what}", total=len(texts)) as advance:
-            chunks = []
-            step = max(self.config.embed.batch_size * 4, 256)
-            for start in range(0, len(texts), step):
-                chunk = texts[start : start + step]
-                chunks.append(self.embedder.encode(chunk))
-                advance(len(chunk))
-        if not chunks:
+            step = max(self.config.embed.batch_size * 16, 1024)
+            for start in range(0, len(order), step):
+                rows = order[start : start + step]
+                vecs = self.embedder.encode([texts[i] for i in rows])
+                if out is None:
+                    out = np.empty((len(texts), vecs.shape[1]), dtype=np.float32)
+                out[rows] = vecs
+                advance(len(rows))
+        if out is None:
             return np.zeros((0, 384), dtype=np.float32)
-        return np.concatenate(chunks)
+        return out
 
     def _clusters_per_label(self) -> int:
         g = self.config.generate

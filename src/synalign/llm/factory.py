@@ -26,11 +26,20 @@ def check_llm_config(config: LLMConfig) -> None:
                 " file, or leave it unset for the bundled model"
             )
     if config.backend == "openai":
-        url = config.base_url or os.environ.get("OPENAI_BASE_URL")
-        if url and not url.startswith(("http://", "https://")):
-            raise ConfigError(
-                f"llm.base_url {url!r}: not an http(s) URL; write it like http://127.0.0.1:8080/v1"
-            )
+        for url in base_urls(config):
+            if not url.startswith(("http://", "https://")):
+                raise ConfigError(
+                    f"llm.base_url {url!r}: not an http(s) URL; write it like"
+                    " http://127.0.0.1:8080/v1"
+                )
+
+
+def base_urls(config: LLMConfig) -> list[str]:
+    """The configured endpoint(s): llm.base_url (one URL or a list), else $OPENAI_BASE_URL."""
+    url = config.base_url or os.environ.get("OPENAI_BASE_URL")
+    if not url:
+        return []
+    return [url] if isinstance(url, str) else list(url)
 
 
 def make_llm(config: LLMConfig) -> LLM:
@@ -48,9 +57,15 @@ def make_llm(config: LLMConfig) -> LLM:
         from synalign.llm.openai_compat import OpenAICompatibleLLM
 
         key = config.api_key.get_secret_value() if config.api_key else None
+        urls = base_urls(config)
+        if len(urls) > 1:
+            raise ConfigError(
+                f"llm.base_url lists {len(urls)} endpoints: spreading requests over several "
+                'endpoints needs executor = "ray" (--executor ray); or give one URL'
+            )
         return OpenAICompatibleLLM(
             model=config.model or "",
-            base_url=config.base_url or os.environ.get("OPENAI_BASE_URL"),
+            base_url=urls[0] if urls else None,
             api_key=key or os.environ.get(config.api_key_env),
             concurrency=config.concurrency,
             timeout=config.timeout,
