@@ -28,10 +28,9 @@ _TOP_K = 40
 
 @dataclass
 class _Sequence:
-    seed: int
     sampler: Any
     tokens: list[int]
-    logits_at: int
+    logits_at: int = 0  # batch index of the logits this sequence samples from next
     text: bytes = b""
     finish: str | None = None
 
@@ -148,8 +147,8 @@ class SharedPrefixDecoder:
             self._llama_cpp.llama_memory_clear(self._memory, True)
             raise RuntimeError(f"llama_decode failed with code {rc}")
 
-    def _prefill(self, tokens: list[int]) -> int:
-        """Put the prompt into sequence 0; return the batch index of its last token's logits.
+    def _prefill(self, tokens: list[int]) -> None:
+        """Put the prompt into sequence 0, its last token's logits at batch index 0.
 
         The KV cells are reused only for the very same prompt, and the last token is always
         decoded alone: the logits a sample starts from are then computed the same way
@@ -169,18 +168,17 @@ class SharedPrefixDecoder:
         else:
             llama_cpp.llama_memory_seq_rm(self._memory, 0, len(body), -1)
         self._decode([(tokens[-1], len(body), 0, True)])
-        return 0
 
     def _complete_group(
         self, tokens: list[int], params: SamplingParams, seeds: list[int]
     ) -> list[Completion]:
         llama_cpp = self._llama_cpp
         vocab = self.model.vocab
-        logits_at = self._prefill(tokens)
+        self._prefill(tokens)
         n_prompt = len(tokens)
         for seq in range(1, len(seeds)):
             llama_cpp.llama_memory_seq_cp(self._memory, 0, seq, -1, -1)
-        seqs = [_Sequence(seed, self._sampler(params, seed), [], logits_at) for seed in seeds]
+        seqs = [_Sequence(self._sampler(params, seed), []) for seed in seeds]
         stops = [s.encode("utf-8") for s in params.stop if s]
         piece = (ctypes.c_char * 64)()
         try:
