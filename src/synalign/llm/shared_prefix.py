@@ -192,8 +192,11 @@ class SharedPrefixDecoder:
                         seq.finish = "stop"
                         continue
                     seq.tokens.append(tok)
-                    n = llama_cpp.llama_token_to_piece(vocab, tok, piece, 64, 0, False)
-                    seq.text += bytes(piece[: max(n, 0)])
+                    n = llama_cpp.llama_token_to_piece(vocab, tok, piece, len(piece), 0, False)
+                    if n < 0:  # the piece is longer than the buffer: -n bytes are needed
+                        piece = (ctypes.c_char * -n)()
+                        n = llama_cpp.llama_token_to_piece(vocab, tok, piece, -n, 0, False)
+                    seq.text += bytes(piece[:n])
                     hits = [seq.text.index(s) for s in stops if s in seq.text]
                     if hits:
                         seq.text = seq.text[: min(hits)]
