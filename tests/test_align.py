@@ -102,24 +102,33 @@ def test_weights_per_label_and_mmd_improves(labelled) -> None:
         assert 0 < aligner.n_iter_[label] <= aligner.max_iter
 
 
-def test_objective_matches_slsqp_on_tiny_problem() -> None:
-    rng = np.random.default_rng(5)
-    X_syn, X_real = rng.normal(size=(15, 3)), rng.normal(0.4, 0.8, size=(10, 3))
-    aligner = MMDAligner().fit(X_syn, X_real)
-    bw = aligner.bandwidth_
+def _slsqp_mmd(X_syn: np.ndarray, X_real: np.ndarray, bw: float, max_sum_sq: float = 1.0):
+    """The MMD² optimum over the simplex (and Σw² <= max_sum_sq) by a generic solver."""
+    n = X_syn.shape[0]
     K = rbf_kernel(X_syn, X_syn, bw)
     b = rbf_kernel(X_syn, X_real, bw).mean(axis=1)
     c = rbf_kernel(X_real, X_real, bw).mean()
     result = minimize(
         lambda w: w @ K @ w - 2 * w @ b + c,
-        np.full(15, 1 / 15),
+        np.full(n, 1 / n),
         jac=lambda w: 2 * K @ w - 2 * b,
         method="SLSQP",
-        bounds=[(0.0, 1.0)] * 15,
-        constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1.0}],
+        bounds=[(0.0, 1.0)] * n,
+        constraints=[
+            {"type": "eq", "fun": lambda w: w.sum() - 1.0},
+            {"type": "ineq", "fun": lambda w: max_sum_sq - w @ w},
+        ],
         options={"ftol": 1e-14, "maxiter": 1000},
     )
     assert result.success
+    return result
+
+
+def test_objective_matches_slsqp_on_tiny_problem() -> None:
+    rng = np.random.default_rng(5)
+    X_syn, X_real = rng.normal(size=(15, 3)), rng.normal(0.4, 0.8, size=(10, 3))
+    aligner = MMDAligner().fit(X_syn, X_real)
+    result = _slsqp_mmd(X_syn, X_real, aligner.bandwidth_)
     assert aligner.labels_ == [ALL_LABEL]
     assert aligner.mmd2_after_[ALL_LABEL] == pytest.approx(result.fun, abs=1e-6)
     assert aligner.mmd2_after_[ALL_LABEL] < aligner.mmd2_before_[ALL_LABEL] - 1e-3
@@ -276,3 +285,84 @@ def test_median_bandwidth_samples_before_stacking() -> None:
     pooled = np.vstack([X.astype(np.float64), Y])
     idx = np.sort(np.random.default_rng(3).choice(2400, size=1000, replace=False))
     assert median_bandwidth(X, Y, seed=3) == median_bandwidth(pooled[idx], max_points=1000)
+
+
+# ----- effective-sample-size floor and joint matching ----------------------------------
+
+
+def test_ess_floor_is_the_constrained_optimum_found_by_slsqp() -> None:
+    rng = np.random.default_rng(11)
+    X_syn, X_real = rng.normal(size=(14, 3)), rng.normal(0.5, 0.7, size=(9, 3))
+    plain = MMDAligner().fit(X_syn, X_real)
+    floor = 0.6
+    assert plain.ess_[ALL_LABEL] < floor * 14  # the floor binds
+    aligner = MMDAligner(ess_floor=floor).fit(X_syn, X_real)
+    w = aligner.weights_
+    assert effective_sample_size(w) >= floor * 14 * (1 - 1e-9)
+    assert effective_sample_size(w) <= floor * 14 * 1.002  # no more spread than needed
+    bw = aligner.bandwidth_
+    result = _slsqp_mmd(X_syn, X_real, bw, max_sum_sq=1.0 / (floor * 14))
+    # Within the 0.1% slack the bisection stops at, the same optimum as a generic solver.
+    assert aligner.mmd2_after_[ALL_LABEL] == pytest.approx(mmd2(X_syn, X_real, bw, w), abs=1e-9)
+    assert aligner.mmd2_after_[ALL_LABEL] <= result.fun + 2e-3 * result.fun
+    assert plain.mmd2_after_[ALL_LABEL] < aligner.mmd2_after_[ALL_LABEL]
+    assert aligner.ridge_[ALL_LABEL] > 0 and plain.ridge_[ALL_LABEL] == 0
+
+
+@pytest.mark.parametrize("solver", ["exact", "approx"])
+def test_ess_floor_holds_on_every_solver_path(solver: str) -> None:
+    X_syn, X_real = _topic_embeddings(1500, 300, 32, seed=12)
+    previous = 0.0
+    for floor in (0.2, 0.5, 0.8):
+        aligner = MMDAligner(solver=solver, ess_floor=floor).fit(X_syn, X_real)
+        ess = aligner.ess_[ALL_LABEL]
+        assert floor * 1500 * (1 - 1e-9) <= ess <= floor * 1500 * 1.002
+        assert aligner.weights_.sum() == pytest.approx(1.0) and aligner.weights_.min() >= 0
+        after = mmd2(X_syn, X_real, aligner.bandwidth_, aligner.weights_)
+        assert after >= previous - 1e-6  # a higher floor costs MMD², never gains it
+        previous = after
+    uniform = MMDAligner(ess_floor=1.0).fit(X_syn, X_real)
+    np.testing.assert_allclose(uniform.weights_, 1 / 1500)
+
+
+def test_joint_scope_weights_rows_by_all_real_texts() -> None:
+    rng = np.random.default_rng(13)
+    a, b = np.array([3.0, 0, 0, 0]), np.array([0, 3.0, 0, 0])
+    X_real = np.vstack([a + rng.normal(size=(20, 4)), b + rng.normal(size=(20, 4))])
+    y_real = ["a"] * 20 + ["b"] * 20
+    # Label "a" has 15 rows like the real a's and 15 like the real b's (wrong label).
+    X_syn = np.vstack(
+        [a + rng.normal(size=(15, 4)), b + rng.normal(size=(15, 4)), b + rng.normal(size=(30, 4))]
+    )
+    y_syn = ["a"] * 30 + ["b"] * 30
+    per_label = MMDAligner().fit(X_syn, X_real, y_syn, y_real)
+    joint = MMDAligner(scope="joint").fit(X_syn, X_real, y_syn, y_real)
+    for aligner in (per_label, joint):
+        y = np.array(y_syn)
+        for label in ("a", "b"):
+            assert aligner.weights_[y == label].sum() == pytest.approx(1.0)
+            assert 1.0 <= aligner.ess_[label] <= 30
+    # Matching a's rows to the real a's drops the b-like rows; jointly they stand in for b.
+    assert per_label.weights_[15:30].sum() < 0.1
+    assert joint.weights_[15:30].sum() > 0.3
+    assert set(joint.mmd2_after_) == {"a", "b"} and ALL_LABEL not in joint.ess_
+    assert joint.mmd2_after_["a"] > per_label.mmd2_after_["a"]
+
+
+def test_bad_floor_or_scope_is_refused() -> None:
+    rng = np.random.default_rng(14)
+    X_syn, X_real = rng.normal(size=(12, 3)), rng.normal(0.5, 1.0, size=(8, 3))
+    no_floor = MMDAligner(ess_floor=0.0).fit(X_syn, X_real)  # 0: no floor, like None
+    np.testing.assert_array_equal(no_floor.weights_, MMDAligner().fit(X_syn, X_real).weights_)
+    X = np.eye(3)
+    for kwargs in ({"ess_floor": -0.1}, {"ess_floor": 1.5}, {"scope": "global"}):
+        with pytest.raises(ValueError):
+            MMDAligner(**kwargs).fit(X, X)
+
+
+def test_counts_split_by_share_add_up() -> None:
+    assert align.counts_by_share(10, {"a": 0.5, "b": 0.5}) == {"a": 5, "b": 5}
+    assert align.counts_by_share(7, {"a": 0.5, "b": 0.5}) == {"a": 4, "b": 3}
+    assert sum(align.counts_by_share(101, {"a": 1, "b": 1, "c": 1}).values()) == 101
+    assert align.counts_by_share(0, {"a": 1.0}) == {"a": 0}
+    assert align.label_shares(["a", "b", "b", "b"]) == {"a": 0.25, "b": 0.75}

@@ -29,7 +29,7 @@ Two solvers minimise the biased MMD² over the probability simplex:
 from __future__ import annotations
 
 import copy
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,6 +48,7 @@ ALL_LABEL = "__all__"
 """The group name used when `fit` is called without labels."""
 
 SOLVERS = ("auto", "exact", "approx")
+SCOPES = ("label", "joint")
 
 _BLOCK_ENTRIES = 1 << 22
 _DENSE_EIG_MAX = 64
@@ -70,6 +71,33 @@ _SAMPLE_ROWS = 1 << 16
 _RESID_FLOOR = 1e-2
 # Absolute floor of r: it is 1 - |φ|^2 from float32 features, rounding noise below this.
 _RESID_MIN = 1e-5
+# Exact solves with λ > 0 hold the whole kernel matrix up to this many rows.
+_DENSE_RIDGE_ROWS = 4_000
+# Bisection on λ for an effective-sample-size floor: stop within this relative slack.
+_FLOOR_STEPS = 40
+_FLOOR_SLACK = 1e-3
+
+
+def label_shares(labels: Sequence[Hashable]) -> dict[Hashable, float]:
+    """Each label's share of the rows: the label mix a synthetic set should follow."""
+    counts: dict[Hashable, int] = {}
+    for label in labels:
+        counts[label] = counts.get(label, 0) + 1
+    return {label: c / len(labels) for label, c in counts.items()}
+
+
+def counts_by_share(total: int, shares: dict[Hashable, float]) -> dict[Hashable, int]:
+    """Split `total` draws between labels in proportion to `shares` (largest remainder,
+    ties to the label first listed), so the counts add up to `total` exactly."""
+    mass = sum(shares.values())
+    if total <= 0 or mass <= 0:
+        return {label: 0 for label in shares}
+    exact = {label: total * share / mass for label, share in shares.items()}
+    counts = {label: int(np.floor(x)) for label, x in exact.items()}
+    order = sorted(shares, key=lambda label: -(exact[label] - counts[label]))
+    for label in order[: total - sum(counts.values())]:
+        counts[label] += 1
+    return counts
 
 
 def _as_rows(X: np.ndarray, name: str) -> np.ndarray:
@@ -166,11 +194,13 @@ def _solve_simplex_qp(
     max_iter: int,
     tol: float,
     start: np.ndarray | None = None,
+    largest: float | None = None,
 ) -> tuple[np.ndarray, float, int]:
     """Minimise w'Kw - 2 w'b + const over the simplex with restarted FISTA.
 
     Returns the best iterate seen (never worse than the start, uniform by default), its
-    objective and the number of iterations run.
+    objective and the number of iterations run. `largest` is K's centred largest
+    eigenvalue when the caller knows it.
     """
     n = K.shape[0]
     w = np.full(n, 1.0 / n) if start is None else start.copy()
@@ -185,7 +215,9 @@ def _solve_simplex_qp(
         return best_w, best_f, 0
     # Slightly overestimate the Lipschitz constant so the step is always safe; the
     # tolerance of the eigenvalue estimate is covered by the margin.
-    L = 2.0 * _centred_largest_eigenvalue(K) * 1.01 + 1e-12
+    if largest is None:
+        largest = _centred_largest_eigenvalue(K)
+    L = 2.0 * largest * 1.01 + 1e-12
     y, Ky, t = w, Kw, 1.0
     momentum = False
     n_iter = 0
@@ -268,6 +300,15 @@ def _optimum_on_support(K: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.nd
     return None
 
 
+def _ridged(K: np.ndarray, ridge: float) -> np.ndarray:
+    """K + ridge I as a new matrix (K itself is kept for the plain MMD²)."""
+    if ridge == 0.0:
+        return K
+    out = K.copy()
+    out[np.diag_indices(out.shape[0])] += ridge
+    return out
+
+
 class _WorkingSet:
     """Kernel rows among the synthetic rows considered so far, grown on demand."""
 
@@ -299,8 +340,9 @@ def _solve_exact(
     tol: float,
     seed: int,
     start: np.ndarray | None,
+    ridge: float = 0.0,
 ) -> _Solution:
-    """The exact RBF-MMD optimum over the simplex.
+    """The exact RBF-MMD optimum over the simplex (plus `ridge` Σ w², see `MMDAligner`).
 
     Up to `_DENSE_ROWS` rows (or without a `start`) the whole kernel matrix is used. Above
     that, an active set: solve on the rows of the current support, compute every row's
@@ -315,8 +357,9 @@ def _solve_exact(
     if n <= _DENSE_ROWS or start is None:
         K = _kernel(Xs, Xs, bandwidth)
         before = float(K.mean() - 2.0 * b.mean() + const)
-        w, after, n_iter = _solve_simplex_qp(K, b, const, max_iter, tol)
-        return _Solution(w, before, after, n_iter)
+        K[np.diag_indices(n)] += ridge
+        w, after, n_iter = _solve_simplex_qp(K, b, const, max_iter, tol, start)
+        return _Solution(w, before, after - ridge * float(w @ w), n_iter)
 
     before = _self_similarity(Xs, bandwidth, seed) - 2.0 * float(b.mean()) + const
     ws = _WorkingSet(Xs, np.flatnonzero(start > 0.0), bandwidth)
@@ -325,16 +368,19 @@ def _solve_exact(
     while True:
         rounds += 1
         pos = ws.positions(candidates)
-        found = _optimum_on_support(ws.K[np.ix_(pos, pos)], b[candidates])
+        found = _optimum_on_support(_ridged(ws.K[np.ix_(pos, pos)], ridge), b[candidates])
         if found is None:
             # Singular kernel block: projected gradient over every row seen so far.
-            w_all, _, n_iter = _solve_simplex_qp(ws.K, b[ws.rows], const, max_iter, tol)
+            w_all, _, n_iter = _solve_simplex_qp(
+                _ridged(ws.K, ridge), b[ws.rows], const, max_iter, tol
+            )
             rounds += n_iter
             support, w = ws.rows[w_all > 0.0], w_all[w_all > 0.0]
         else:
             keep, w = found
             support = candidates[keep]
         grad = 2.0 * (_kernel_matvec(Xs, Xs[support], w, bandwidth) - b)
+        grad[support] += 2.0 * ridge * w
         level = float(w @ grad[support])
         margin = 1e-9 * max(abs(level), float(np.abs(grad).mean()), 1e-12)
         outside = np.ones(n, dtype=bool)
@@ -356,7 +402,7 @@ def _solve_exact(
 
 
 def _polish(
-    Xa: np.ndarray, Xr: np.ndarray, bandwidth: float
+    Xa: np.ndarray, Xr: np.ndarray, bandwidth: float, ridge: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """The exact optimum among the rows `Xa`: (positions carrying weight, weights).
 
@@ -364,6 +410,7 @@ def _polish(
     """
     Xa = np.asarray(Xa, dtype=np.float64)
     K = _kernel(Xa, Xa, bandwidth)
+    K[np.diag_indices(K.shape[0])] += ridge
     return _optimum_on_support(K, _mean_kernel_rows(Xa, Xr, bandwidth))
 
 
@@ -460,6 +507,14 @@ class _NystroemProblem:
         out = copy.copy(self)
         out.phi = self.phi[rows]
         out.resid = self.resid[rows] * (rows.size / self.phi.shape[0])
+        return out
+
+    def ridged(self, ridge: float) -> _NystroemProblem:
+        """The same problem with `ridge` Σ w² added: r_i grows by `ridge`."""
+        if ridge == 0.0:
+            return self
+        out = copy.copy(self)
+        out.resid = self.resid + ridge
         return out
 
 
@@ -610,6 +665,13 @@ class MMDAligner:
     1,000 synthetic rows, whose synthetic-synthetic term is an unbiased estimate from a
     seeded sample of 2,000 rows. On the approximate path both values are MMD² under the
     Nystroem kernel with restored diagonal, which costs linear time to evaluate.
+
+    `ess_floor` keeps the weights from collapsing onto a few rows: each label's effective
+    sample size stays at least that share of its rows (the exact constrained optimum, see
+    `_solve_with_floor`); `ridge_` records the multiplier it took. `scope="joint"` matches
+    all synthetic rows to all real rows at once (labels ignored) and then renormalises the
+    weights within each label, so a label's weights follow where its rows sit among every
+    real text; MMD² and ESS are then reported per label from the renormalised weights.
     """
 
     def __init__(
@@ -623,6 +685,8 @@ class MMDAligner:
         n_components: int | None = None,
         approx_tol: float = 1e-3,
         polish_max_rows: int = 4_000,
+        ess_floor: float | None = None,
+        scope: str = "label",
     ) -> None:
         self.bandwidth = bandwidth
         self.max_iter = max_iter
@@ -633,6 +697,8 @@ class MMDAligner:
         self.n_components = n_components
         self.approx_tol = approx_tol
         self.polish_max_rows = polish_max_rows
+        self.ess_floor = ess_floor
+        self.scope = scope
 
     def fit(
         self,
@@ -658,6 +724,10 @@ class MMDAligner:
             raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
         if self.n_components is not None and self.n_components < 1:
             raise ValueError(f"n_components must be positive, got {self.n_components}")
+        if self.scope not in SCOPES:
+            raise ValueError(f"scope must be one of {SCOPES}, got {self.scope!r}")
+        if self.ess_floor is not None and not 0.0 <= self.ess_floor <= 1.0:
+            raise ValueError(f"ess_floor must be in [0, 1], got {self.ess_floor!r}")
 
         if labels_syn is None or labels_real is None:
             syn_groups = {ALL_LABEL: np.arange(S.shape[0])}
@@ -689,26 +759,62 @@ class MMDAligner:
         self.ess_: dict[Hashable, float] = {}
         self.n_iter_: dict[Hashable, int] = {}
         self.solver_: dict[Hashable, str] = {}
+        self.ridge_: dict[Hashable, float] = {}
         self._rows = syn_groups
 
         # Solver loops are chains of small or memory-bound products: one BLAS thread, with
         # every thread given back to the large blocked products inside them.
         threads = BlasThreads()
-        for label, idx in syn_groups.items():
-            ridx = real_groups[label]
+        solve_groups, solve_real = syn_groups, real_groups
+        joint = self.scope == "joint" and len(syn_groups) > 1
+        if joint:
+            solve_groups = {ALL_LABEL: np.arange(S.shape[0])}
+            solve_real = {ALL_LABEL: np.concatenate([real_groups[k] for k in syn_groups])}
+        for label, idx in solve_groups.items():
+            ridx = solve_real[label]
             kind = self._solver_for(idx.size)
             with threads.single():
-                if kind == "exact":
-                    solution = self._fit_exact(S, idx, R, ridx)
-                else:
-                    solution = self._fit_approx(S, idx, R, ridx)
+                solve = (self._exact_solver if kind == "exact" else self._approx_solver)(
+                    S, idx, R, ridx
+                )
+                solution, ridge = self._solve_with_floor(solve, idx.size)
             self.weights_[idx] = solution.weights
+            self.ridge_[label] = ridge
             self.mmd2_before_[label] = max(solution.before, 0.0)
             self.mmd2_after_[label] = max(min(solution.after, solution.before), 0.0)
             self.ess_[label] = effective_sample_size(solution.weights)
             self.n_iter_[label] = solution.n_iter
             self.solver_[label] = kind
+        if joint:
+            self._split_joint(S, R, syn_groups, real_groups)
         return self
+
+    def _split_joint(
+        self,
+        S: np.ndarray,
+        R: np.ndarray,
+        syn_groups: dict[Hashable, np.ndarray],
+        real_groups: dict[Hashable, np.ndarray],
+    ) -> None:
+        """Joint weights renormalised within each label (uniform where a label got none),
+        with each label's exact MMD² and ESS (quadratic in the label's rows)."""
+        from synalign.kernels import mmd2
+
+        for label, idx in syn_groups.items():
+            w = self.weights_[idx]
+            w = w / w.sum() if w.sum() > 0 else np.full(idx.size, 1.0 / idx.size)
+            self.weights_[idx] = w
+            Xs, Xr = _take(S, idx), _take(R, real_groups[label])
+            self.mmd2_before_[label] = mmd2(Xs, Xr, self.bandwidth_)
+            self.mmd2_after_[label] = mmd2(Xs, Xr, self.bandwidth_, weights_x=w)
+            self.ess_[label] = effective_sample_size(w)
+            self.n_iter_[label] = self.n_iter_[ALL_LABEL]
+            self.solver_[label] = self.solver_[ALL_LABEL]
+            self.ridge_[label] = self.ridge_[ALL_LABEL]
+        for attr in (self.mmd2_before_, self.mmd2_after_, self.ess_, self.n_iter_):
+            attr.pop(ALL_LABEL)
+        self.solver_.pop(ALL_LABEL)
+        self.ridge_.pop(ALL_LABEL)
 
     def _solver_for(self, n_rows: int) -> str:
         if self.solver != "auto":
@@ -718,9 +824,51 @@ class MMDAligner:
     def _components(self) -> int:
         return self.n_components if self.n_components is not None else _COMPONENTS
 
-    def _fit_exact(
+    def _solve_with_floor(
+        self, solve: Callable[[float, bool], _Solution], n: int
+    ) -> tuple[_Solution, float]:
+        """The MMD optimum whose effective sample size is at least `ess_floor` × n.
+
+        Σ w² = 1 / ESS, so the floor is the convex constraint Σ w² <= 1 / (floor n), and
+        the constrained optimum minimises MMD² + λ Σ w² for the smallest λ that meets it
+        (ESS grows with λ). λ is found by bisection on a log scale; returns the solution
+        and its λ (0 when the plain optimum already meets the floor). `solve(λ, final)`
+        may skip refinements on trial values of λ (`final` False).
+        """
+        solution = solve(0.0, True)
+        if not self.ess_floor or n < 2:
+            return solution, 0.0
+        target = self.ess_floor * n
+        if effective_sample_size(solution.weights) >= target * (1.0 - 1e-9):
+            return solution, 0.0
+        if self.ess_floor >= 1.0:
+            uniform = np.full(n, 1.0 / n)
+            return _Solution(uniform, solution.before, solution.before, solution.n_iter), np.inf
+        # λ Σ w² matters once λ / n is comparable to the kernel's scale (at most 1).
+        lo, hi = 0.0, 1e-3 * n
+        best = solve(hi, False)
+        while effective_sample_size(best.weights) < target * (1.0 - 1e-9):
+            lo, hi = hi, hi * 10.0
+            best = solve(hi, False)
+        for _ in range(_FLOOR_STEPS):
+            if effective_sample_size(best.weights) <= target * (1.0 + _FLOOR_SLACK):
+                break
+            mid = np.sqrt(lo * hi) if lo > 0.0 else hi / 10.0
+            trial = solve(mid, False)
+            if effective_sample_size(trial.weights) >= target * (1.0 - 1e-9):
+                hi, best = mid, trial
+            else:
+                lo = mid
+            if lo > 0.0 and hi / lo < 1.0 + _FLOOR_SLACK:
+                break
+        final = solve(hi, True)
+        if effective_sample_size(final.weights) >= target * (1.0 - 1e-9):
+            best = final
+        return best, hi
+
+    def _exact_solver(
         self, S: np.ndarray, idx: np.ndarray, R: np.ndarray, ridx: np.ndarray
-    ) -> _Solution:
+    ) -> Callable[[float], _Solution]:
         Xs, Xr = _take(S, idx), _take(R, ridx)
         start = None
         if idx.size > _DENSE_ROWS:
@@ -735,26 +883,63 @@ class MMDAligner:
                 self.seed,
             )
             start = _solve_approx(problem, self.max_iter, self.approx_tol, self.seed).weights
-        return _solve_exact(Xs, Xr, self.bandwidth_, self.max_iter, self.tol, self.seed, start)
 
-    def _fit_approx(
+        dense: list[np.ndarray] = []
+
+        def solve(ridge: float, final: bool = True) -> _Solution:
+            if ridge == 0.0 or idx.size > _DENSE_RIDGE_ROWS:
+                return _solve_exact(
+                    Xs, Xr, self.bandwidth_, self.max_iter, self.tol, self.seed, start, ridge
+                )
+            # With λ > 0 the problem is strongly convex and projected gradient converges
+            # fast, so an effective-sample-size floor reuses one kernel matrix for every λ.
+            if not dense:
+                K = _kernel(Xs, Xs, self.bandwidth_)
+                b = _mean_kernel_rows(Xs, Xr, self.bandwidth_)
+                const = float(_mean_kernel_rows(Xr, Xr, self.bandwidth_).mean())
+                before = float(K.mean() - 2.0 * b.mean() + const)
+                top = _centred_largest_eigenvalue(K)
+                dense.extend(
+                    [K, b, np.array([const, before, top]), np.full(idx.size, 1 / idx.size)]
+                )
+            K, b, (const, before, top), last = dense
+            # The identity adds λ to every eigenvalue; the previous λ's optimum is close.
+            w, f, n_iter = _solve_simplex_qp(
+                _ridged(K, ridge), b, const, self.max_iter, self.tol, last, top + ridge
+            )
+            dense[3] = w
+            return _Solution(w, before, f - ridge * float(w @ w), n_iter)
+
+        return solve
+
+    def _approx_solver(
         self, S: np.ndarray, idx: np.ndarray, R: np.ndarray, ridx: np.ndarray
-    ) -> _Solution:
+    ) -> Callable[[float], _Solution]:
         problem = _NystroemProblem(S, idx, R, ridx, self.bandwidth_, self._components(), self.seed)
-        solution = _solve_approx(problem, self.max_iter, self.approx_tol, self.seed)
-        support = np.flatnonzero(solution.weights)
-        if 2 <= support.size <= self.polish_max_rows:
-            # Re-solve exactly among the rows the approximation weights: the kernel block
-            # costs |support|^2, independent of the number of synthetic rows.
-            found = _polish(S[idx[support]], _take(R, ridx), self.bandwidth_)
-            if found is None:
+
+        def solve(ridge: float, final: bool = True) -> _Solution:
+            """`final` False skips the exact re-solve (bisection trials)."""
+            solution = _solve_approx(
+                problem.ridged(ridge), self.max_iter, self.approx_tol, self.seed
+            )
+            w = solution.weights
+            support = np.flatnonzero(w)
+            if final and 2 <= support.size <= self.polish_max_rows:
+                # Re-solve exactly among the rows the approximation weights: the kernel block
+                # costs |support|^2, independent of the number of synthetic rows.
+                found = _polish(S[idx[support]], _take(R, ridx), self.bandwidth_, ridge)
+                if found is not None:
+                    keep, values = found
+                    w = np.zeros_like(w)
+                    w[support[keep]] = values
+            if ridge == 0.0 and w is solution.weights:
                 return solution
-            keep, values = found
-            w = np.zeros_like(solution.weights)
-            w[support[keep]] = values
+            uniform = np.full(w.shape[0], 1.0 / w.shape[0])
+            before = problem.objective(uniform, problem.moment(uniform))
             after = problem.objective(w, problem.moment(w))
-            solution = _Solution(w, solution.before, after, solution.n_iter)
-        return solution
+            return _Solution(w, before, after, solution.n_iter)
+
+        return solve
 
     def resample(
         self, n_per_label: int | dict[str, int] | None = None, seed: int | None = None
