@@ -1,16 +1,17 @@
 """Does SynAlign's synthetic data help on real corpora? The full evaluation grid, timed.
 
-Runs `synalign evaluate` (every method and ablation) on the bundled rotten-tomatoes and
-bbc-news corpora with K = 16 real shots per label, the bundled local model and logistic
-regression (C = 1, fixed in advance), then writes the results table, the settings, the
-wall time and the exact command to `benchmarks/results/<tag>.md` and `<tag>.json`.
+Runs `synalign evaluate --judge` (every method and ablation, and the judge's upper bound)
+on the bundled rotten-tomatoes and bbc-news corpora with K = 16 real shots per label,
+5 seeds, the bundled local model and logistic regression (C = 1, fixed in advance), then
+writes the results table (paired differences with 95% intervals), the settings, the wall
+time and the exact command to `benchmarks/results/<tag>.md` and `<tag>.json`.
 
 Budgets are per corpus because a BBC text (~55 words) costs about three times as much to
-generate as a review (~25 words); they are sized so that the whole grid (3 seeds x 4
-generation variants x 2 corpora) fits in 60 minutes on 2 quiet cores. `--reduced` runs
-1 seed at a small budget to check the set-up and to estimate the full run's time.
+generate as a review (~25 words). Generation dominates the time (4 generation variants x
+5 seeds x 2 corpora); a re-run reuses every generation and takes minutes. `--reduced`
+runs 1 seed at a small budget to check the set-up and to estimate the full run's time.
 
-    python benchmarks/quality.py             # the full grid (about 45 minutes)
+    python benchmarks/quality.py             # the full grid
     python benchmarks/quality.py --reduced   # a check run (a few minutes)
 """
 
@@ -32,11 +33,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 # Per corpus: candidate samples per label and variant, samples per demonstration cluster,
 # and seconds per LLM call measured on 2 quiet cores with the bundled Gemma 3 270M
 # (llama.cpp): ~0.55 s for a review (~25 tokens out), ~1.4 s for a BBC text (~65 tokens
-# out); an attribute line costs ~1.0 s (reviews) and ~1.3 s (BBC). The full grid then
-# needs 3 x 432 review calls (~14 min) and 3 x 360 BBC calls (~26 min), plus ~3 min of
-# embedding, weighting and training: ~43 min.
+# out); an attribute line costs ~1.0 s (reviews) and ~1.3 s (BBC).
 BUDGETS: dict[str, dict[str, Any]] = {
-    "rotten-tomatoes": {"samples_per_label": 48, "samples_per_cluster": 4, "seconds": 0.6},
+    "rotten-tomatoes": {"samples_per_label": 96, "samples_per_cluster": 4, "seconds": 0.6},
     "bbc-news": {"samples_per_label": 16, "samples_per_cluster": 4, "seconds": 1.45},
 }
 REDUCED: dict[str, dict[str, Any]] = {
@@ -45,6 +44,7 @@ REDUCED: dict[str, dict[str, Any]] = {
 }
 LABELS = {"rotten-tomatoes": 2, "bbc-news": 5}
 SHOTS = 16
+FULL_SEEDS = 5
 
 
 def llm_requests(labels: int, samples_per_label: int, samples_per_cluster: int) -> int:
@@ -61,25 +61,43 @@ def _fmt_pct(stats: dict[str, Any]) -> str:
 
 
 def _table(corpus: str, metrics: dict[str, Any]) -> list[str]:
-    paired = metrics["paired"].get("real", {})
+    from synalign.report import format_delta
+
+    paired = metrics["paired"]
+    definitions = metrics.get("method_definitions", {})
     lines = [
         f"### {corpus}",
         "",
-        "| method | accuracy % | macro-F1 % | Δ acc vs real (wins) | MMD² to test | ESS/n | "
-        "distinct-2 | cosine div. |",
-        "|---|---|---|---|---|---|---|---|",
+        "| method | what it adds to the real shots | accuracy % | macro-F1 % | "
+        "Δ macro-F1 vs real [95% CI] (wins) | Δ macro-F1 vs naive [95% CI] (wins) | "
+        "MMD² to test | ESS/n | length W1 | judge agrees | wrong labels caught |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+
+    def share(stats: dict[str, Any]) -> str:
+        return "-" if stats.get("mean") is None else f"{100 * stats['mean']:.0f}%"
+
     for name, m in metrics["methods"].items():
-        d = paired.get(name, {}).get("accuracy")
-        delta = "-"
-        if d:
-            delta = f"{100 * d['mean']:+.1f} ± {100 * d['sd']:.1f} ({d['wins']}/{d['seeds']})"
         ess = m["ess_ratio"]["mean"]
+        w1 = m["length_w1"]["mean"]
         lines.append(
-            f"| {name} | {_fmt_pct(m['accuracy'])} | {_fmt_pct(m['macro_f1'])} | {delta} | "
+            f"| {name} | {definitions.get(name, {}).get('description', '')} | "
+            f"{_fmt_pct(m['accuracy'])} | {_fmt_pct(m['macro_f1'])} | "
+            f"{format_delta(paired.get('real', {}).get(name, {}).get('macro_f1'))} | "
+            f"{format_delta(paired.get('naive', {}).get(name, {}).get('macro_f1'))} | "
             f"{m['mmd2_test']['mean']:.4f} | {'-' if ess is None else f'{ess:.2f}'} | "
-            f"{m['distinct_2']['mean']:.3f} | {m['cosine_diversity']['mean']:.3f} |"
+            f"{'-' if w1 is None else f'{w1:.1f}'} | {share(m['judge_agreement'])} | "
+            f"{share(m['flips_caught'])} |"
         )
+    if metrics.get("judge_test_accuracy") is not None:
+        lines += [
+            "",
+            "Judge (logistic regression on the whole train split, measurement only): "
+            f"{100 * metrics['judge_test_accuracy']:.1f}% accuracy on the real test split. "
+            "'judge agrees' is the share of the synthetic training weight whose label the "
+            "judge reads the same; 'wrong labels caught' the share of generated samples the "
+            "judge reads as another label that the method's label check rejected.",
+        ]
     cov = metrics.get("coverage", {})
     if cov:
         parts = [
@@ -106,7 +124,7 @@ def _table(corpus: str, metrics: dict[str, Any]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reduced", action="store_true", help="1 seed, small budgets.")
-    parser.add_argument("--seeds", default=None, help="Count or comma list (default 3).")
+    parser.add_argument("--seeds", default=None, help="Count or comma list (default 5).")
     parser.add_argument(
         "--corpora", default="rotten-tomatoes,bbc-news", help="Comma list of bundled corpora."
     )
@@ -124,11 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from rich.console import Console
 
-    from synalign.evaluate import EvalConfig, Evaluation, parse_seeds
+    from synalign.evaluate import EvalConfig, Evaluation, parse_methods, parse_seeds
     from synalign.llm.factory import make_llm
     from synalign.progress import RichReporter
 
-    seeds = parse_seeds(args.seeds or ("1" if args.reduced else "3"))
+    seeds = parse_seeds(args.seeds or ("1" if args.reduced else "5"))
     budgets = REDUCED if args.reduced else BUDGETS
     tag = args.tag or ("quality-reduced" if args.reduced else "quality")
     corpora = [c.strip() for c in args.corpora.split(",") if c.strip()]
@@ -154,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
             shots=SHOTS,
             seeds=seeds,
             samples_per_label=budget["samples_per_label"],
+            judge=True,
+            methods=parse_methods("all", judge=True),
             overrides=[
                 f"generate.samples_per_cluster={budget['samples_per_cluster']}",
                 *args.overrides,
@@ -190,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         seconds = sum(g["stage_seconds"] for g in gen.values())
         per_request = seconds / calls if calls else BUDGETS[corpus]["seconds"]
         full = BUDGETS[corpus]
-        full_requests = 3 * llm_requests(
+        full_requests = FULL_SEEDS * llm_requests(
             LABELS[corpus], full["samples_per_label"], full["samples_per_cluster"]
         )
         # Everything but generation (embedding, weighting, training) grows with the seeds.
@@ -199,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
             for s in entry["per_seed"]
             for v in s["generation"]
         )
-        overhead = max(0.0, entry["seconds"] - generation_now) * 3 / len(seeds)
+        overhead = max(0.0, entry["seconds"] - generation_now) * FULL_SEEDS / len(seeds)
         entry["measured_seconds_per_request"] = round(per_request, 3)
         entry["full_grid_requests"] = full_requests
         estimate += full_requests * per_request + overhead
@@ -241,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Total wall time: {wall / 60:.1f} min on {os.cpu_count()} CPUs (1-minute load average "
         f"{load_before[0]:.1f} at the start, {report['load_average_1min']['end']:.1f} at the end; "
         "above ~1.5 other processes were competing for the cores and the times are inflated).",
-        f"Full grid (3 seeds, budgets {BUDGETS['rotten-tomatoes']['samples_per_label']}/"
+        f"Full grid ({FULL_SEEDS} seeds, budgets {BUDGETS['rotten-tomatoes']['samples_per_label']}/"
         f"{BUDGETS['bbc-news']['samples_per_label']} per label) estimated from this run's "
         f"seconds per call: {report['full_grid_estimate_minutes']:.0f} min; at the quiet-machine "
         f"rates ({BUDGETS['rotten-tomatoes']['seconds']} / {BUDGETS['bbc-news']['seconds']} s "

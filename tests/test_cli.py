@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -109,9 +110,8 @@ def test_align_command_on_real_texts(tmp_path: Path) -> None:
         writer.writeheader()
         writer.writerows(rows)
     out = tmp_path / "aligned.parquet"
-    proc = synalign(
-        "align", "--real", str(real_path), "--synthetic", str(syn_path), "--out", str(out)
-    )
+    args = ["align", "--real", str(real_path), "--synthetic", str(syn_path)]
+    proc = synalign(*args, "--out", str(out), "--label-check", "none", "--ess-floor", "0")
     assert proc.returncode == 0, proc.stderr
     import pyarrow.parquet as pq
 
@@ -127,6 +127,19 @@ def test_align_command_on_real_texts(tmp_path: Path) -> None:
     review_w = [t["weight"] for t in table if t["text"] not in bbc_texts]
     assert sum(bbc_w) / max(len(bbc_w), 1) < 0.6 * sum(review_w) / len(review_w)
     assert "MMD" in proc.stdout
+
+    # With the label check the rows first pass a judge fitted on the real reviews, and
+    # equal weights (--ess-floor 1) leave only the check to drop rows.
+    checked = tmp_path / "checked.jsonl"
+    proc = synalign(*args, "--out", str(checked), "--ess-floor", "1", "--label-check", "knn")
+    assert proc.returncode == 0, proc.stderr
+    match = re.search(r"label check \(knn\): (\d+) of (\d+)", proc.stderr)
+    assert match and int(match.group(2)) == len(rows)
+    kept = [json.loads(line) for line in checked.read_text().splitlines()]
+    assert len(kept) == len(rows) - int(match.group(1)) < len(rows)
+    assert len({t["weight"] for t in kept if t["label"] == "fresh"}) == 1
+    bad = synalign(*args, "--out", str(checked), "--scope", "global")
+    assert_one_line_error(bad, "--scope")
 
 
 def test_run_from_config_file_with_overrides(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from synalign.align import MMDAligner
 from synalign.cli import app
+from synalign.config import RunConfig
 from synalign.data import read_jsonl
 from synalign.errors import ConfigError, SynAlignError
 from synalign.evaluate import (
@@ -27,14 +28,17 @@ from synalign.evaluate import (
     cosine_diversity,
     coverage_curve,
     distinct_n,
+    fidelity_metrics,
+    method,
     parse_methods,
     parse_seeds,
     training_weights,
+    training_weights_of,
     uniform_weights,
 )
 from synalign.kernels import mmd2
 from synalign.llm.llamacpp import LlamaCppLLM
-from synalign.report import build_report
+from synalign.report import build_report, paired_stats
 
 TINY = ["generate.samples_per_cluster=2", "explore.cluster_size=2"]
 STAGES_TO_GENERATE = ["ingest", "explore", "describe", "generate"]
@@ -73,7 +77,8 @@ def test_every_method_is_scored_in_range(evaluated: dict) -> None:
     metrics = evaluated["metrics"]
     ev_dir = evaluated["config"].eval_dir
     assert evaluated["evaluation"].llm_calls_ > 0
-    assert list(metrics["methods"]) == list(METHOD_NAMES)
+    assert list(metrics["methods"]) == parse_methods("all")
+    assert "judge-check" not in metrics["methods"]  # it needs --judge
     assert len(metrics["per_seed"]) == 2 and metrics["test_records"] == 60
     for seed_result in metrics["per_seed"]:
         arrays = np.load(ev_dir / "results" / f"seed-{seed_result['seed']}.npz")
@@ -95,10 +100,17 @@ def test_every_method_is_scored_in_range(evaluated: dict) -> None:
             assert (w >= 0).all() and w.shape == y.shape
             for label in set(y.tolist()):
                 assert w[y == label].sum() == pytest.approx(1.0)
+            assert m["kept_rows"] <= m["synthetic_rows"] == y.size
+            assert m["length_w1"] >= 0.0
+            if method_settings(name)["label_check"] == "none":
+                assert m["kept_rows"] == y.size
             if name in ("naive", "no-sda"):
-                assert np.allclose(w, uniform_weights(y.tolist()))
+                # equal weights over the rows the label check kept, none elsewhere
+                kept = w > 0
+                assert kept.sum() == m["kept_rows"]
+                assert np.allclose(w[kept], uniform_weights(y[kept].tolist()))
     # Paired differences are exactly the per-seed differences to `real`.
-    for name in METHOD_NAMES[1:]:
+    for name in parse_methods("all")[1:]:
         deltas = [
             s["methods"][name]["accuracy"] - s["methods"]["real"]["accuracy"]
             for s in metrics["per_seed"]
@@ -109,6 +121,60 @@ def test_every_method_is_scored_in_range(evaluated: dict) -> None:
         assert metrics["methods"][name]["accuracy"]["per_seed"] == [
             s["methods"][name]["accuracy"] for s in metrics["per_seed"]
         ]
+
+
+def method_settings(name: str) -> dict:
+    return method(name).settings(RunConfig())
+
+
+def test_methods_differ_from_synalign_in_one_setting_each() -> None:
+    base = method("synalign")
+    assert base.settings(RunConfig())["label_check"] != "none"
+    for name in ("no-check", "knn-check", "no-floor", "joint", "resample"):
+        m = method(name)
+        assert m.variant == base.variant and m.weighting == base.weighting
+        diff = {k for k, v in m.settings(RunConfig()).items() if v != base.settings(RunConfig())[k]}
+        assert len(diff) == 1, (name, diff)
+    assert method("naive").settings(RunConfig())["label_check"] == "none"
+    assert "no label check" in method("naive").describe(RunConfig())
+    assert "ESS" in base.describe(RunConfig())
+
+
+def test_fidelity_metrics_count_caught_wrong_labels() -> None:
+    labels = np.array(["neg", "neg", "neg", "neg", "pos"])
+    judged = np.array(["neg", "pos", "pos", "neg", "pos"])
+    keep = np.array([True, False, True, False, True])
+    out = fidelity_metrics(labels, judged, keep, np.array([1.0, 0.0, 3.0, 0.0, 1.0]))
+    assert out["judge_agreement_generated"] == pytest.approx(3 / 5)
+    assert out["judge_agreement"] == pytest.approx(2 / 5)  # weight 3 sits on a wrong label
+    assert out["check_rejected"] == pytest.approx(2 / 5)
+    assert out["flips_caught"] == pytest.approx(1 / 2)
+    assert out["rejection_precision"] == pytest.approx(1 / 2)
+
+
+def test_resampled_training_weights_are_counts_of_kept_rows() -> None:
+    labels = np.array(["a"] * 4 + ["b"] * 3)
+    keep = np.array([True, True, True, False, True, True, True])
+    w = np.array([0.5, 0.25, 0.25, 0.0, 0.2, 0.2, 0.6])
+    counts = training_weights_of(w, labels, keep, "resample", seed=0)
+    assert counts[3] == 0 and np.all(counts == np.round(counts))
+    assert counts[:4].sum() == 3 and counts[4:].sum() == 3
+    shared = training_weights_of(w, labels, keep, "resample", 0, {"a": 0.25, "b": 0.75})
+    assert shared[:4].sum() == 2 and shared[4:].sum() == 4  # 6 draws split 1.5 : 4.5
+    direct = training_weights_of(w, labels, keep, "weights", seed=0)
+    assert direct[:3] == pytest.approx([1.5, 0.75, 0.75]) and direct[3] == 0
+
+
+def test_paired_interval_covers_the_mean_and_shrinks_with_agreement() -> None:
+    wide = paired_stats([0.01, -0.02, 0.03, 0.00, 0.02])
+    narrow = paired_stats([0.010, 0.011, 0.009, 0.010, 0.012])
+    for s in (wide, narrow):
+        assert s["ci_low"] < s["mean"] < s["ci_high"] and s["seeds"] == 5
+    assert wide["ci_low"] < 0 < narrow["ci_low"]
+    # t with 4 degrees of freedom: half width 2.776 sd / sqrt(5)
+    half = 2.776445 * np.std([0.01, -0.02, 0.03, 0.00, 0.02], ddof=1) / np.sqrt(5)
+    assert wide["ci_high"] - wide["mean"] == pytest.approx(half, rel=1e-5)
+    assert paired_stats([0.5])["ci_low"] is None
 
 
 def test_generation_runs_once_per_seed_and_variant(evaluated: dict) -> None:
@@ -163,7 +229,7 @@ def test_rerun_generates_nothing(evaluated: dict) -> None:
         for stats in seed_result["generation"].values():
             assert stats["skipped"] == STAGES_TO_GENERATE
             assert stats["llm_calls_this_invocation"] == 0
-    for name in METHOD_NAMES:
+    for name in parse_methods("all"):
         assert after["methods"][name]["accuracy"] == before["methods"][name]["accuracy"]
 
 
@@ -268,6 +334,9 @@ def test_training_weights_have_mean_one_per_label() -> None:
     w = training_weights(np.array([0.5, 0.5, 0.0, 0.9, 0.1]), labels)
     assert w.tolist() == pytest.approx([1.5, 1.5, 0.0, 1.8, 0.2])
     assert training_weights(uniform_weights(labels), labels).tolist() == pytest.approx([1.0] * 5)
+    # With the real label mix (even), the 5 rows' mass is split 2.5 / 2.5 between labels.
+    even = training_weights(uniform_weights(labels), labels, {"a": 0.5, "b": 0.5})
+    assert even.tolist() == pytest.approx([2.5 / 3] * 3 + [1.25] * 2)
 
 
 def test_diversity_measures() -> None:
@@ -294,7 +363,10 @@ def test_seed_and_method_parsing() -> None:
         with pytest.raises(ConfigError, match="--seeds"):
             parse_seeds(bad)
     assert parse_methods("kmm") == ["real", "kmm"]
-    assert parse_methods("all") == list(METHOD_NAMES)
+    assert parse_methods("all", judge=True) == list(METHOD_NAMES)
+    assert parse_methods("all") == [n for n in METHOD_NAMES if n != "judge-check"]
+    with pytest.raises(ConfigError, match="needs --judge"):
+        EvalConfig(dataset="rotten-tomatoes", methods=["real", "judge-check"]).check()
 
 
 def test_finetune_classifier_learns_a_separable_toy_task() -> None:

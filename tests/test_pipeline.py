@@ -182,3 +182,27 @@ def test_second_run_on_same_directory_refuses(tmp_path) -> None:
     with run_lock(config.run_dir), pytest.raises(SynAlignError, match="in use by another"):
         Pipeline(config).run()
     assert not (config.run_dir / "real.jsonl").exists()
+
+
+def test_label_check_moves_contradicted_samples_to_rejected(tmp_path, gemma: LlamaCppLLM) -> None:
+    checked = _config(tmp_path, label_check="classifier")
+    Pipeline(checked, llm=gemma).run(until="generate")
+    run = checked.run_dir
+    kept = read_jsonl(run / "synthetic.jsonl")
+    mismatched = [r for r in read_jsonl(run / "rejected.jsonl") if r["reason"] == "label_mismatch"]
+    state = json.loads((run / "state.json").read_text())["stages"]["generate"]
+    assert state["rejected"].get("label_mismatch", 0) == len(mismatched)
+    assert state["label_check"]["method"] == "classifier"
+    assert all(0.0 <= r["label_score"] < 1.0 for r in mismatched)
+
+    # The same answers (from the response cache) without the check: the check's rejections
+    # are exactly the samples it adds back.
+    plain = _config(tmp_path, label_check="none")
+    Pipeline(plain, llm=gemma).run(until="generate")
+    stages = json.loads((run / "state.json").read_text())["stages"]
+    assert stages["generate"]["llm"]["calls"] == 0 and stages["describe"]["llm"]["calls"] == 0
+    everything = read_jsonl(run / "synthetic.jsonl")
+    assert not any(r["reason"] == "label_mismatch" for r in read_jsonl(run / "rejected.jsonl"))
+    by_id = {r["id"]: r["text"] for r in everything}
+    assert {r["id"] for r in kept} | {r["id"] for r in mismatched} == set(by_id)
+    assert all(by_id[r["id"]] == r["text"] for r in kept + mismatched)

@@ -14,8 +14,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from synalign import __version__
-from synalign.config import build_config, load_config
-from synalign.errors import SynAlignError
+from synalign.config import AlignConfig, GenerateConfig, build_config, load_config
+from synalign.errors import ConfigError, SynAlignError
+
+# Defaults shared with the pipeline config, so `synalign align` weights like a run does.
+_ALIGN_DEFAULTS = AlignConfig()
+_GENERATE_DEFAULTS = GenerateConfig()
 
 app = typer.Typer(
     help="SynAlign: few-shot LLM synthetic data that follows your real data's distribution.\n\n"
@@ -331,16 +335,41 @@ def align(
     bandwidth: Annotated[
         float | None, typer.Option(help="RBF length scale; median heuristic if unset.")
     ] = None,
+    ess_floor: Annotated[
+        float,
+        typer.Option(
+            help="Least effective sample size per label, as a share of its samples; "
+            "0: no floor, 1: equal weights.",
+            min=0.0,
+            max=1.0,
+        ),
+    ] = _ALIGN_DEFAULTS.ess_floor,
+    scope: Annotated[
+        str, typer.Option(help="'label' (match each label) or 'joint' (all labels at once).")
+    ] = _ALIGN_DEFAULTS.scope,
+    label_check: Annotated[
+        str,
+        typer.Option(
+            help="Drop synthetic texts whose label the real texts contradict first: "
+            "'classifier', 'knn' or 'none'."
+        ),
+    ] = _GENERATE_DEFAULTS.label_check,
     seed: Annotated[int, typer.Option(help="Seed for resampling.")] = 0,
 ) -> None:
     """MMD-weight a synthetic set against real data and resample it (no LLM needed)."""
     import numpy as np
 
-    from synalign.align import MMDAligner
+    from synalign.align import SCOPES, MMDAligner
+    from synalign.consistency import METHODS as CHECKS
+    from synalign.consistency import LabelConsistencyFilter
     from synalign.data import read_records, write_records
     from synalign.embeddings import SentenceTransformerEmbedder
 
     _quiet_libraries()
+    if scope not in SCOPES:
+        raise ConfigError(f"--scope {scope!r}: choose one of {', '.join(SCOPES)}")
+    if label_check not in (*CHECKS, "none"):
+        raise ConfigError(f"--label-check {label_check!r}: choose one of {', '.join(CHECKS)}, none")
     real_rows = read_records(real, text_column, label_column)
     syn_rows = read_records(synthetic, text_column, label_column)
     for w in real_rows.warnings + syn_rows.warnings:
@@ -359,16 +388,24 @@ def align(
             err.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False, soft_wrap=True)
     X_real = embedder.encode([r.text for r in real_rows.records])
     X_syn = embedder.encode([r.text for r in syn_rows.records])
-    aligner = MMDAligner(bandwidth=bandwidth, seed=seed).fit(
-        X_syn,
-        X_real,
-        [r.label for r in syn_rows.records],
-        [r.label for r in real_rows.records],
+    real_labels_list = [r.label for r in real_rows.records]
+    records = syn_rows.records
+    if label_check != "none":
+        check = LabelConsistencyFilter(method=label_check).fit(X_real, real_labels_list)  # type: ignore[arg-type]
+        outcome = check.check(X_syn, [r.label for r in records])
+        err.print(
+            f"label check ({label_check}): {int((~outcome.keep).sum())} of {len(records)} "
+            "synthetic texts read as another label and were dropped",
+            highlight=False,
+        )
+        records = [r for r, k in zip(records, outcome.keep, strict=True) if k]
+        X_syn = X_syn[outcome.keep]
+    aligner = MMDAligner(bandwidth=bandwidth, seed=seed, ess_floor=ess_floor, scope=scope).fit(
+        X_syn, X_real, [r.label for r in records], real_labels_list
     )
     picks = aligner.resample(size_per_label, seed=seed)
     rows = [
-        {**syn_rows.records[i].to_dict(), "weight": float(aligner.weights_[i])}
-        for i in np.asarray(picks)
+        {**records[i].to_dict(), "weight": float(aligner.weights_[i])} for i in np.asarray(picks)
     ]
     write_records(output, rows)
     table = Table(title="alignment", header_style="bold")
@@ -435,10 +472,21 @@ def export(
 
 
 def _eval_table(metrics: dict[str, Any]) -> Table:
+    from synalign.report import format_delta
+
     table = Table(title="evaluation on the real test split", header_style="bold")
-    for col in ("method", "accuracy %", "macro-F1 %", "Δ acc vs real", "MMD² to test", "ESS/n"):
+    columns = (
+        "method",
+        "accuracy %",
+        "macro-F1 %",
+        "Δ F1 vs real [95% CI]",
+        "Δ F1 vs naive [95% CI]",
+        "MMD² to test",
+        "ESS/n",
+    )
+    for col in columns:
         table.add_column(col)
-    paired = metrics.get("paired", {}).get("real", {})
+    paired = metrics.get("paired", {})
 
     def pct(s: dict[str, Any] | None) -> str:
         if not s or s.get("mean") is None:
@@ -446,12 +494,12 @@ def _eval_table(metrics: dict[str, Any]) -> Table:
         return f"{100 * s['mean']:.1f} ± {100 * s['sd']:.1f}"
 
     for name, m in metrics["methods"].items():
-        delta = paired.get(name, {}).get("accuracy")
         table.add_row(
             name,
             pct(m["accuracy"]),
             pct(m["macro_f1"]),
-            "-" if not delta else f"{100 * delta['mean']:+.1f} ({delta['wins']}/{delta['seeds']})",
+            format_delta(paired.get("real", {}).get(name, {}).get("macro_f1")),
+            format_delta(paired.get("naive", {}).get(name, {}).get("macro_f1")),
             _fmt(m["mmd2_test"]["mean"]),
             _fmt(m["ess_ratio"]["mean"]),
         )
@@ -472,16 +520,17 @@ def evaluate(
     label_column: Annotated[str, typer.Option(help="Column holding the label.")] = "label",
     shots: Annotated[int, typer.Option(help="Real examples per label, drawn per seed.")] = 16,
     seeds: Annotated[
-        str, typer.Option(help="A count (3 = seeds 0,1,2) or a list (0,4,7; one seed: 7,).")
-    ] = "3",
+        str, typer.Option(help="A count (5 = seeds 0-4) or a list (0,4,7; one seed: 7,).")
+    ] = "5",
     samples_per_label: Annotated[
         int, typer.Option(help="Candidate synthetic samples per label and generation variant.")
     ] = 40,
     methods: Annotated[
         str,
         typer.Option(
-            help="Comma list of real, naive, synalign, no-esm, no-lar, no-sda, kmm, or 'all' "
-            "('real' is always included)."
+            help="Comma list of real, naive, synalign, no-esm, no-lar, no-check, knn-check, "
+            "no-sda, no-floor, joint, resample, kmm, judge-check (with --judge), or 'all' "
+            "('real' is always included). Each is described in the report."
         ),
     ] = "all",
     model: Annotated[
@@ -502,6 +551,14 @@ def evaluate(
     coverage_clusters: Annotated[
         int, typer.Option(help="k-means clusters per label of the test set for coverage.")
     ] = 10,
+    judge: Annotated[
+        bool,
+        typer.Option(
+            help="Measure label fidelity with a classifier fitted on the whole training pool "
+            "(for measurement only; no method sees it): how many generated samples read as "
+            "their label, and how many wrong ones each label check caught."
+        ),
+    ] = False,
     name: NameOption = "eval",
     runs_dir: RunsDirOption = "runs",
     set_: SetOption = None,
@@ -534,12 +591,13 @@ def evaluate(
             "shots": shots,
             "seeds": parse_seeds(seeds),
             "samples_per_label": samples_per_label,
-            "methods": parse_methods(methods),
+            "methods": parse_methods(methods, judge),
             "model": model,
             "C": c,
             "finetune_epochs": epochs,
             "test_per_label": test_per_label,
             "coverage_clusters": coverage_clusters,
+            "judge": judge,
             "overrides": [*(set_ or []), *_executor_overrides(executor, ray_address)],
         },
         source=None,

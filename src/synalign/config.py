@@ -184,6 +184,18 @@ class GenerateConfig(_Section):
     near_copy: float = Field(
         0.8, gt=0, le=1, description="Similarity to a demonstration at which a sample is a copy."
     )
+    label_check: Literal["classifier", "knn", "none"] = Field(
+        "classifier",
+        description="Reject samples whose label the real texts contradict: 'classifier' "
+        "(logistic regression on the real embeddings), 'knn' (nearest real texts) or 'none'.",
+    )
+    label_check_threshold: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description="Keep a sample when the judge gives its label at least this share of the "
+        "top label's probability (1: only samples the judge assigns to their own label).",
+    )
 
 
 class AlignConfig(_Section):
@@ -194,7 +206,23 @@ class AlignConfig(_Section):
         None, gt=0, description="RBF length scale; median heuristic if unset."
     )
     size_per_label: int | None = Field(
-        None, gt=0, description="Aligned samples drawn per label; the accepted count if unset."
+        None,
+        gt=0,
+        description="Aligned samples drawn per label; if unset, as many as were accepted in "
+        "all, split between labels like the real texts.",
+    )
+    ess_floor: float = Field(
+        0.9,
+        ge=0,
+        le=1,
+        description="Least effective sample size of each label's weights, as a share of its "
+        "synthetic samples (MMD weights otherwise collapse onto a few samples); 0: no floor, "
+        "1: equal weights.",
+    )
+    scope: Literal["label", "joint"] = Field(
+        "label",
+        description="'label': match each label's synthetic set to that label's real texts; "
+        "'joint': match all synthetic texts to all real texts, then renormalise per label.",
     )
 
 

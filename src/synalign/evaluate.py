@@ -28,12 +28,13 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from synalign.config import RunConfig, build_config, parse_override
+from synalign.config import GenerateConfig, RunConfig, build_config, parse_override
 from synalign.embeddings import CachedEmbedder, Embedder, SentenceTransformerEmbedder
 from synalign.errors import ConfigError, SynAlignError
 from synalign.kernels import effective_sample_size, median_bandwidth, mmd2
 from synalign.llm.base import LLM
 from synalign.progress import Reporter, SilentReporter
+from synalign.prompts import word_count
 from synalign.records import Record, labels_of
 
 # ----- what is compared ----------------------------------------------------------------
@@ -51,28 +52,87 @@ Weighting = Literal["none", "uniform", "mmd", "kmm"]
 
 @dataclass(frozen=True)
 class Method:
-    """One row of the comparison: which generated set it uses and how it weights it."""
+    """One row of the comparison: which generated set it uses, which of its samples it
+    keeps and how it weights them.
+
+    `changes` are the settings in which the method differs from the configured pipeline
+    (`label_check`, `label_check_threshold`, `ess_floor`, `scope`), plus `use`: how the
+    weights enter training ("weights": as sample weights; "resample": as the counts of a
+    systematic resample of the same size).
+    """
 
     name: str
     variant: str | None
     weighting: Weighting
-    description: str
+    changes: tuple[tuple[str, Any], ...] = ()
 
+    def settings(self, config: RunConfig) -> dict[str, Any]:
+        """The method's effective settings under a pipeline config."""
+        out: dict[str, Any] = {
+            "label_check": config.generate.label_check,
+            "label_check_threshold": config.generate.label_check_threshold,
+            "ess_floor": config.align.ess_floor,
+            "scope": config.align.scope,
+            "use": "weights",
+        }
+        out.update(dict(self.changes))
+        return out
+
+    def describe(self, config: RunConfig) -> str:
+        """What the method trains on besides the real shots, in words."""
+        if self.variant is None:
+            return "real examples only"
+        s = self.settings(config)
+        explore_method, attributes = VARIANTS[self.variant]
+        check = {
+            "none": "no label check",
+            "judge": "label check by the measurement judge (an upper bound, not a method)",
+        }.get(s["label_check"], f"{s['label_check']} label check")
+        parts = [
+            "GP demonstrations" if explore_method == "gp" else "random demonstrations",
+            "attribute step" if attributes else "no attribute step",
+            check,
+        ]
+        if self.weighting == "uniform":
+            parts.append("equal weights")
+        elif self.weighting == "kmm":
+            parts.append("kernel mean matching")
+        else:
+            floor = s["ess_floor"]
+            parts.append(
+                ("joint " if s["scope"] == "joint" else "")
+                + "MMD weights"
+                + (f" (ESS ≥ {floor:g} n)" if floor else " (no ESS floor)")
+            )
+        if s["use"] == "resample":
+            parts.append("used by resampling")
+        return ", ".join(parts)
+
+
+_DEFAULT_ATTRIBUTES = GenerateConfig.model_fields["attributes"].default
+_GP = "gp-attr" if _DEFAULT_ATTRIBUTES else "gp-plain"
+_RANDOM = "random-attr" if _DEFAULT_ATTRIBUTES else "random-plain"
+_GP_OTHER = "gp-plain" if _DEFAULT_ATTRIBUTES else "gp-attr"
+_NO_CHECK = (("label_check", "none"),)
 
 METHODS: tuple[Method, ...] = (
-    Method("real", None, "none", "real examples only"),
-    Method(
-        "naive",
-        "random-plain",
-        "uniform",
-        "random demonstrations, no attribute step, equal weights",
-    ),
-    Method("synalign", "gp-attr", "mmd", "GP demonstrations, attribute step, MMD weights"),
-    Method("no-esm", "random-attr", "mmd", "random demonstrations, attribute step, MMD weights"),
-    Method("no-lar", "gp-plain", "mmd", "GP demonstrations, no attribute step, MMD weights"),
-    Method("no-sda", "gp-attr", "uniform", "GP demonstrations, attribute step, equal weights"),
-    Method("kmm", "gp-attr", "kmm", "GP demonstrations, attribute step, kernel mean matching"),
+    Method("real", None, "none"),
+    Method("naive", "random-plain", "uniform", _NO_CHECK),
+    Method("synalign", _GP, "mmd"),
+    Method("no-esm", _RANDOM, "mmd"),
+    Method("no-lar" if _DEFAULT_ATTRIBUTES else "with-lar", _GP_OTHER, "mmd"),
+    Method("no-check", _GP, "mmd", _NO_CHECK),
+    Method("knn-check", _GP, "mmd", (("label_check", "knn"),)),
+    Method("no-sda", _GP, "uniform"),
+    Method("no-floor", _GP, "mmd", (("ess_floor", 0.0),)),
+    Method("joint", _GP, "mmd", (("scope", "joint"),)),
+    Method("resample", _GP, "mmd", (("use", "resample"),)),
+    Method("kmm", _GP, "kmm"),
+    # Not a method: the measurement judge as the label check, an upper bound on what a
+    # label check can add (needs --judge; it has seen the whole training pool).
+    Method("judge-check", _GP, "mmd", (("label_check", "judge"),)),
 )
+NEEDS_JUDGE = ("judge-check",)
 METHOD_NAMES: tuple[str, ...] = tuple(m.name for m in METHODS)
 _METHOD = {m.name: m for m in METHODS}
 
@@ -122,10 +182,13 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def parse_methods(text: str) -> list[str]:
-    """Comma list of method names, or `all`; `real` is always included (the baseline)."""
+def parse_methods(text: str, judge: bool = False) -> list[str]:
+    """Comma list of method names, or `all`; `real` is always included (the baseline).
+
+    `all` includes the judge's upper bound (`judge-check`) only with `judge`.
+    """
     if text.strip() in ("", "all"):
-        return list(METHOD_NAMES)
+        return [n for n in METHOD_NAMES if judge or n not in NEEDS_JUDGE]
     asked = {method(p.strip()).name for p in text.split(",") if p.strip()}
     return [name for name in METHOD_NAMES if name in asked or name == "real"]
 
@@ -146,14 +209,15 @@ class EvalConfig(BaseModel):
     text_column: str = "text"
     label_column: str = "label"
     shots: int = Field(16, gt=0)
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4], min_length=1)
     samples_per_label: int = Field(40, gt=0)
-    methods: list[str] = Field(default_factory=lambda: list(METHOD_NAMES))
+    methods: list[str] = Field(default_factory=lambda: parse_methods("all"))
     model: Literal["logreg", "finetune"] = "logreg"
     C: float = Field(1.0, gt=0)
     finetune_epochs: int = Field(4, gt=0)
     test_per_label: int | None = Field(None, gt=0)
     coverage_clusters: int = Field(10, gt=1)
+    judge: bool = False
     overrides: list[str] = Field(default_factory=list)
 
     @property
@@ -171,6 +235,8 @@ class EvalConfig(BaseModel):
             )
         for name in self.methods:
             method(name)
+            if name in NEEDS_JUDGE and not self.judge:
+                raise ConfigError(f"--methods {name}: needs --judge (it uses the judge)")
         for item in self.overrides:
             key = ".".join(parse_override(item)[0])
             if key in _RESERVED_KEYS:
@@ -206,6 +272,9 @@ class EvalConfig(BaseModel):
             explore_method, attributes = VARIANTS[variant]
             config.explore.method = explore_method  # type: ignore[assignment]
             config.generate.attributes = attributes
+            # The evaluation applies the label check itself, so that one generated set
+            # serves the methods with and without it.
+            config.generate.label_check = "none"
         return config
 
 
@@ -296,13 +365,110 @@ class KMMWeighter:
         return self
 
 
-def training_weights(weights: np.ndarray, labels: Sequence[Hashable]) -> np.ndarray:
-    """Per-label weights (summing to 1) times the label's count: mean 1 within a label."""
+def training_weights(
+    weights: np.ndarray,
+    labels: Sequence[Hashable],
+    shares: dict[Hashable, float] | None = None,
+) -> np.ndarray:
+    """Per-label weights (summing to 1) times the label's training mass.
+
+    Without `shares` a label's mass is its row count (mean weight 1 within a label). With
+    `shares` (the real label mix) the rows' total count is split between labels by those
+    shares, so a label the label check thinned out keeps its place in the mix.
+    """
     w = np.asarray(weights, dtype=np.float64).copy()
-    for idx in _label_rows(labels).values():
+    rows = _label_rows(labels)
+    n = len(labels)
+    for label, idx in rows.items():
+        mass = idx.shape[0] if shares is None else n * shares.get(label, 0.0)
         total = w[idx].sum()
-        w[idx] = w[idx] / total * idx.shape[0] if total > 0 else 1.0
+        w[idx] = w[idx] / total * mass if total > 0 else mass / idx.shape[0]
     return w
+
+
+def training_weights_of(
+    weights: np.ndarray,
+    labels: np.ndarray,
+    keep: np.ndarray,
+    use: str,
+    seed: int,
+    shares: dict[Hashable, float] | None = None,
+) -> np.ndarray:
+    """Each synthetic row's training weight; 0 for rows the label check rejected.
+
+    "weights": the kept rows' weights scaled to each label's mass (see
+    `training_weights`). "resample": how many times a systematic resample of the kept rows
+    (as many draws as kept rows, split between labels like the masses) draws each row.
+    """
+    from synalign.align import counts_by_share
+
+    out = np.zeros(len(labels), dtype=np.float64)
+    idx = np.flatnonzero(keep)
+    if use == "weights":
+        out[idx] = training_weights(weights[idx], labels[idx].tolist(), shares)
+        return out
+    groups = _label_rows(labels[idx].tolist())
+    sizes = (
+        {label: rows.size for label, rows in groups.items()}
+        if shares is None
+        else counts_by_share(idx.size, {label: shares.get(label, 0.0) for label in groups})
+    )
+    for label, rows in groups.items():
+        members = idx[rows]
+        picks = systematic_resample(weights[members], sizes[label], seed)
+        out[members] = np.bincount(picks, minlength=members.size)
+    return out
+
+
+def attribute_stats(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per attribute key, over a run's demonstration clusters: the share with a value,
+    the share of distinct values among them, and the share that copy a worked example."""
+    from synalign.prompts import ATTRIBUTE_KEYS, worked_example_values
+
+    copied = worked_example_values()
+    out: dict[str, dict[str, float]] = {}
+    for key in ATTRIBUTE_KEYS:
+        values = [str(r["attributes"][key]).lower() for r in rows if r["attributes"].get(key)]
+        if not rows:
+            continue
+        out[key] = {
+            "parsed": len(values) / len(rows),
+            "distinct": len(set(values)) / len(values) if values else 0.0,
+            "copied": sum(v in copied[key] for v in values) / len(values) if values else 0.0,
+        }
+    return out
+
+
+def fidelity_metrics(
+    labels: np.ndarray, judged: np.ndarray, keep: np.ndarray, train_weights: np.ndarray
+) -> dict[str, float | None]:
+    """Label fidelity against a measurement judge (its label per generated sample): the
+    share of generated samples it reads as their own label, the same share of the weight
+    a method trains with, the share of wrong labels the label check rejected and the share
+    of rejections that were wrong labels."""
+    agree = np.asarray(judged) == np.asarray(labels)
+    flips, rejected = ~agree, ~np.asarray(keep)
+    caught = int((rejected & flips).sum())
+    total = float(train_weights.sum())
+    return {
+        "judge_agreement_generated": float(agree.mean()) if agree.size else None,
+        "judge_agreement": float(train_weights @ agree / total) if total > 0 else None,
+        "check_rejected": float(rejected.mean()) if rejected.size else 0.0,
+        "flips_caught": caught / int(flips.sum()) if flips.any() else None,
+        "rejection_precision": caught / int(rejected.sum()) if rejected.any() else None,
+    }
+
+
+def length_distance(
+    lengths: np.ndarray, reference: np.ndarray, weights: np.ndarray | None = None
+) -> float:
+    """Wasserstein-1 distance in words between two length distributions (the mean number
+    of words by which a sample's length must move to follow the reference's)."""
+    from scipy.stats import wasserstein_distance
+
+    if lengths.size == 0 or reference.size == 0:
+        return float("nan")
+    return float(wasserstein_distance(lengths, reference, u_weights=weights))
 
 
 def systematic_resample(weights: np.ndarray, count: int, seed: int) -> np.ndarray:
@@ -501,6 +667,7 @@ def make_classifier(config: EvalConfig, seed: int) -> LogRegClassifier | FineTun
 
 _AVERAGED = (
     "mmd2_test",
+    "length_w1",
     "distinct_1",
     "distinct_2",
     "cosine_diversity",
@@ -655,7 +822,17 @@ class Evaluation:
                 {
                     "settings": c.model_dump(),
                     "pipeline_config": base.model_dump(mode="json"),
-                    "methods": {m.name: m.__dict__ for m in METHODS if m.name in c.methods},
+                    "methods": {
+                        m.name: {
+                            "name": m.name,
+                            "variant": m.variant,
+                            "weighting": m.weighting,
+                            "settings": m.settings(base) if m.variant else {},
+                            "description": m.describe(base),
+                        }
+                        for m in METHODS
+                        if m.name in c.methods
+                    },
                     "variants": {v: VARIANTS[v] for v in c.variants()},
                     "test_records": len(test),
                     "versions": package_versions(),
@@ -687,6 +864,11 @@ class Evaluation:
             advance(len(test))
         y_test = np.asarray([r.label for r in test])
         self._test_texts = [r.text for r in test]
+        self._test_lengths = np.array([word_count(r.text) for r in test], dtype=np.float64)
+        self._judge = self._fit_judge(train) if c.judge else None
+        self._judge_accuracy = (
+            float(np.mean(self._judge.predict(X_test) == y_test)) if self._judge else None
+        )
         labels = labels_of(test)
         bandwidth = median_bandwidth(X_test, seed=0)
         centroids = {
@@ -706,6 +888,14 @@ class Evaluation:
             "seconds": round(self.seconds_, 1),
         }
         return metrics
+
+    def _fit_judge(self, train: list[Record]) -> LogRegClassifier:
+        """The measurement judge: logistic regression on the whole train pool. It only
+        measures label fidelity; no method sees it."""
+        with self.reporter.task("embedding the train pool (judge)", total=len(train)) as advance:
+            X = self._embed([r.text for r in train])
+            advance(len(train))
+        return LogRegClassifier(C=self.config.C).fit(X, [r.label for r in train])
 
     def _save_test_sample(self, X_test: np.ndarray, y_test: np.ndarray) -> None:
         rng = np.random.default_rng(0)
@@ -749,6 +939,7 @@ class Evaluation:
             "demos": read_jsonl(pipe.path("demos.jsonl")),
             "synthetic": read_jsonl(pipe.path("synthetic.jsonl")),
             "stats": {
+                "attributes": attribute_stats(read_jsonl(pipe.path("attributes.jsonl"))),
                 "run_dir": str(config.run_dir),
                 "clusters": state.get("explore", {}).get("clusters"),
                 "attributes_parsed": state.get("describe", {}).get("parsed"),
@@ -773,7 +964,6 @@ class Evaluation:
         bandwidth: float,
         centroids: dict[str, np.ndarray],
     ) -> dict[str, Any]:
-        from synalign.align import MMDAligner
         from synalign.datasets import draw_shots
 
         c = self.config
@@ -803,34 +993,16 @@ class Evaluation:
             syn[v] = {
                 "texts": texts,
                 "labels": np.asarray([r["label"] for r in rows]),
+                "demo_ids": [r["demo_ids"] for r in rows],
                 "X": self._embed(texts) if texts else np.zeros((0, X_shots.shape[1])),
             }
+            if self._judge is not None and texts:
+                syn[v]["judged"] = self._judge.predict(syn[v]["X"])
 
-        # Weights per (variant, weighting), each computed once.
-        weights: dict[tuple[str, str], np.ndarray] = {}
-        align_bw: dict[str, float] = {}
         base = c.run_config(seed)
-        for name in c.methods:
-            m = _METHOD[name]
-            if m.variant is None or (m.variant, m.weighting) in weights:
-                continue
-            s = syn[m.variant]
-            if m.weighting == "uniform":
-                weights[(m.variant, "uniform")] = uniform_weights(s["labels"].tolist())
-                continue
-            if m.variant not in align_bw:
-                aligner = MMDAligner(bandwidth=base.align.bandwidth, seed=seed).fit(
-                    s["X"], X_shots, s["labels"].tolist(), y_shots.tolist()
-                )
-                align_bw[m.variant] = aligner.bandwidth_
-                weights[(m.variant, "mmd")] = aligner.weights_
-            if m.weighting == "kmm":
-                weights[(m.variant, "kmm")] = (
-                    KMMWeighter(bandwidth=align_bw[m.variant])
-                    .fit(s["X"], X_shots, s["labels"].tolist(), y_shots.tolist())
-                    .weights_
-                )
-
+        kept: dict[tuple[str, str, float], np.ndarray] = {}
+        weights: dict[tuple[Any, ...], np.ndarray] = {}
+        align_bw: dict[str, float] = {}
         results: dict[str, Any] = {}
         arrays: dict[str, np.ndarray] = {
             "X_shots": X_shots.astype(np.float32),
@@ -842,13 +1014,28 @@ class Evaluation:
         for name in c.methods:
             m = _METHOD[name]
             self.reporter.message(f"seed {seed} · training and testing: {name}")
-            if m.variant is None:
-                w = None
-                s = None
-            else:
+            s, w = None, None
+            if m.variant is not None:
+                settings = m.settings(base)
                 s = syn[m.variant]
-                w = weights[(m.variant, m.weighting)]
+                check_key = (
+                    m.variant,
+                    settings["label_check"],
+                    float(settings["label_check_threshold"]),
+                )
+                if check_key not in kept:
+                    kept[check_key] = self._label_check(s, shots, X_shots, settings)
+                keep = kept[check_key]
+                key = (*check_key, m.weighting, settings["ess_floor"], settings["scope"])
+                if key not in weights:
+                    weights[key], used_bw = self._weights(
+                        m, settings, s, keep, X_shots, y_shots, seed
+                    )
+                    if used_bw is not None:
+                        align_bw.setdefault(m.variant, used_bw)
+                w = weights[key]
                 arrays[f"w__{name}"] = w
+                s = {**s, "use": settings["use"], "keep": keep}
             results[name] = self._score(
                 m, seed, shots, X_shots, y_shots, s, w, X_test, y_test, bandwidth, labels
             )
@@ -879,6 +1066,7 @@ class Evaluation:
             "coverage": coverage,
             "coverage_all_shots": coverage_all_shots,
             "test_reference": test_reference,
+            "judge_test_accuracy": self._judge_accuracy,
             "seconds": round(time.perf_counter() - start, 2),
         }
         from synalign.data import atomic_write_text
@@ -887,6 +1075,58 @@ class Evaluation:
         atomic_write_text(results_dir / f"seed-{seed}.json", json.dumps(result, indent=2))
         _save_npz(results_dir / f"seed-{seed}.npz", arrays)
         return result
+
+    def _label_check(
+        self, s: dict[str, Any], shots: list[Record], X_shots: np.ndarray, settings: dict[str, Any]
+    ) -> np.ndarray:
+        """Which synthetic rows the method's label check keeps (all without a check)."""
+        from synalign.consistency import LabelConsistencyFilter
+
+        n = len(s["texts"])
+        if settings["label_check"] == "none" or n == 0:
+            return np.ones(n, dtype=bool)
+        if settings["label_check"] == "judge":
+            return np.asarray(s["judged"] == s["labels"])
+        check = LabelConsistencyFilter(
+            method=settings["label_check"], threshold=settings["label_check_threshold"]
+        )
+        check.fit(X_shots, [r.label for r in shots], [r.id for r in shots])
+        return check.check(s["X"], s["labels"].tolist(), s["demo_ids"]).keep
+
+    def _weights(
+        self,
+        m: Method,
+        settings: dict[str, Any],
+        s: dict[str, Any],
+        keep: np.ndarray,
+        X_shots: np.ndarray,
+        y_shots: np.ndarray,
+        seed: int,
+    ) -> tuple[np.ndarray, float | None]:
+        """Per-label weights (summing to 1) of the kept rows, 0 elsewhere; and the kernel
+        bandwidth the weighting used."""
+        from synalign.align import MMDAligner
+
+        idx = np.flatnonzero(keep)
+        labels = s["labels"][idx].tolist()
+        w = np.zeros(len(s["texts"]), dtype=np.float64)
+        if m.weighting == "uniform":
+            w[idx] = uniform_weights(labels)
+            return w, None
+        configured = self.config.run_config(seed).align.bandwidth
+        if m.weighting == "kmm":
+            bw = configured or median_bandwidth(X_shots, s["X"][idx], seed=seed)
+            kmm = KMMWeighter(bandwidth=bw).fit(s["X"][idx], X_shots, labels, y_shots.tolist())
+            w[idx] = kmm.weights_
+            return w, bw
+        aligner = MMDAligner(
+            bandwidth=configured,
+            seed=seed,
+            ess_floor=settings["ess_floor"],
+            scope=settings["scope"],
+        ).fit(s["X"][idx], X_shots, labels, y_shots.tolist())
+        w[idx] = aligner.weights_
+        return w, aligner.bandwidth_
 
     def _score(
         self,
@@ -904,16 +1144,21 @@ class Evaluation:
     ) -> dict[str, Any]:
         from sklearn.metrics import accuracy_score, f1_score
 
+        from synalign.align import label_shares
+
         texts = [r.text for r in shots]
         X, y = X_shots, y_shots
         sw = np.ones(len(shots))
+        tw = np.zeros(0)
         if s is not None and w is not None:
-            tw = training_weights(w, s["labels"].tolist())
-            keep = tw > 0
-            X = np.vstack([X_shots, s["X"][keep]])
-            y = np.concatenate([y_shots, s["labels"][keep]])
-            sw = np.concatenate([sw, tw[keep]])
-            texts = texts + [t for t, k in zip(s["texts"], keep, strict=True) if k]
+            tw = training_weights_of(
+                w, s["labels"], s["keep"], s["use"], seed, label_shares(y_shots.tolist())
+            )
+            used = tw > 0
+            X = np.vstack([X_shots, s["X"][used]])
+            y = np.concatenate([y_shots, s["labels"][used]])
+            sw = np.concatenate([sw, tw[used]])
+            texts = texts + [t for t, k in zip(s["texts"], used, strict=True) if k]
         clf = make_classifier(self.config, seed)
         if clf.inputs == "texts":
             test_texts = self._test_texts
@@ -928,28 +1173,33 @@ class Evaluation:
             "train_rows": len(y),
             "real_rows": len(shots),
         }
-        # Distribution and diversity of what the method adds (the shots for `real`).
+        # Distribution and diversity of what the method adds (the shots for `real`), by
+        # the weights it trains with.
         per_label: dict[str, dict[str, Any]] = {}
         for lab in labels:
             Xt = X_test[y_test == lab]
+            test_lengths = self._test_lengths[y_test == lab]
             if s is None or w is None:
                 mask = y_shots == lab
                 Xs, ws, ts = X_shots[mask], None, [r.text for r in shots if r.label == lab]
                 n = int(mask.sum())
+                lengths = np.array([word_count(t) for t in ts], dtype=np.float64)
             else:
-                mask = s["labels"] == lab
-                if not mask.any():
+                mask = (s["labels"] == lab) & s["keep"]
+                if not mask.any() or tw[mask].sum() <= 0:
                     continue
-                Xs, ws = s["X"][mask], w[mask] / w[mask].sum()
+                Xs, ws = s["X"][mask], tw[mask] / tw[mask].sum()
                 src = [t for t, k in zip(s["texts"], mask, strict=True) if k]
                 n = int(mask.sum())
                 ts = [src[i] for i in systematic_resample(ws, n, seed)]
+                lengths = np.array([word_count(t) for t in src], dtype=np.float64)
             entry: dict[str, Any] = {
                 "n": n,
                 "mmd2_test": mmd2(Xs, Xt, bandwidth, weights_x=ws),
                 "distinct_1": distinct_n(ts, 1),
                 "distinct_2": distinct_n(ts, 2),
                 "cosine_diversity": cosine_diversity(Xs, ws),
+                "length_w1": length_distance(lengths, test_lengths, ws),
             }
             if ws is not None:
                 entry["ess"] = effective_sample_size(ws)
@@ -962,6 +1212,10 @@ class Evaluation:
             vals = [e[key] for e in per_label.values() if key in e]
             out[key] = float(np.mean(vals)) if vals else None
         out["synthetic_rows"] = 0 if s is None else len(s["texts"])
+        if s is not None:
+            out["kept_rows"] = int(s["keep"].sum())
+            if s.get("judged") is not None:
+                out.update(fidelity_metrics(s["labels"], s["judged"], s["keep"], tw))
         return out
 
     def _coverage(

@@ -30,6 +30,7 @@ REASONS = (
     "wrong_language",  # not in the language (script, common words) of the real texts
     "near_copy",
     "duplicate",
+    "label_mismatch",  # the real texts read it as another label (generate.label_check)
 )
 
 _PROMPT_MARKERS = re.compile(r"(^|\s)(attributes:|texts:|<example>|</example>)", re.IGNORECASE)

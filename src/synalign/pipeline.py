@@ -461,6 +461,10 @@ class Pipeline:
             accepted, rejected = gen.generate(
                 clusters, attributes, progress=self._llm_progress(advance)
             )
+        checked: dict[str, Any] = {}
+        if self.config.generate.label_check != "none" and accepted:
+            accepted, mismatched, checked = self._check_labels(accepted)
+            rejected = rejected + mismatched
         seed = self.config.seed
         for row in accepted + rejected:
             row["seed"] = seed
@@ -475,11 +479,43 @@ class Pipeline:
             "generated": len(accepted) + len(rejected),
             "accepted": len(accepted),
             "rejected": dict(Counter(r["reason"] for r in rejected)),
+            **checked,
             **self._usage(),
         }
 
+    def _check_labels(
+        self, accepted: list[dict[str, Any]]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+        """Moves samples whose label the real texts contradict to the rejected ones
+        (reason `label_mismatch`, with the judge's score)."""
+        from synalign.consistency import LabelConsistencyFilter
+
+        g = self.config.generate
+        real = self._real()
+        X_real = self._embed([r.text for r in real], "real texts")
+        X_syn = self._embed([s["text"] for s in accepted], "synthetic texts")
+        check = LabelConsistencyFilter(method=g.label_check, threshold=g.label_check_threshold)
+        check.fit(X_real, [r.label for r in real], [r.id for r in real])
+        outcome = check.check(
+            X_syn, [s["label"] for s in accepted], [s["demo_ids"] for s in accepted]
+        )
+        kept = [row for row, k in zip(accepted, outcome.keep, strict=True) if k]
+        mismatched = [
+            {**row, "reason": "label_mismatch", "label_score": round(float(score), 4)}
+            for row, score, k in zip(accepted, outcome.scores, outcome.keep, strict=True)
+            if not k
+        ]
+        emptied = outcome.kept_whole_labels
+        info = {"label_check": {"method": g.label_check, "kept_whole_labels": emptied}}
+        for lab in emptied:
+            self.reporter.message(
+                f"[yellow]warning:[/yellow] the label check would reject every sample of "
+                f"{escape(repr(lab))}; kept them all (see generate.label_check)"
+            )
+        return kept, mismatched, info
+
     def _stage_align(self) -> dict[str, Any]:
-        from synalign.align import MMDAligner
+        from synalign.align import MMDAligner, counts_by_share, label_shares
         from synalign.kernels import effective_sample_size
 
         c = self.config
@@ -488,7 +524,12 @@ class Pipeline:
         X_real = self._embed([r.text for r in real], "real texts")
         X_syn = self._embed([s["text"] for s in synthetic], "synthetic texts")
         labels_syn = [s["label"] for s in synthetic]
-        aligner = MMDAligner(bandwidth=c.align.bandwidth, seed=c.seed)
+        aligner = MMDAligner(
+            bandwidth=c.align.bandwidth,
+            seed=c.seed,
+            ess_floor=c.align.ess_floor,
+            scope=c.align.scope,
+        )
         aligner.fit(X_syn, X_real, labels_syn, [r.label for r in real])
         if not c.align.enabled:
             weights = np.zeros(len(synthetic))
@@ -501,7 +542,13 @@ class Pipeline:
                 for lab in aligner.labels_
             }
             aligner.mmd2_after_ = dict(aligner.mmd2_before_)
-        picks = aligner.resample(c.align.size_per_label, seed=c.seed)
+        sizes: int | dict[str, int] | None = c.align.size_per_label
+        if sizes is None:
+            # As many as were accepted, split between labels like the real texts: a label
+            # the label check thinned out keeps its share of the set.
+            shares = label_shares([r.label for r in real])
+            sizes = counts_by_share(len(synthetic), {lab: shares[lab] for lab in aligner.labels_})
+        picks = aligner.resample(sizes, seed=c.seed)
         aligned = [{**synthetic[i], "weight": float(aligner.weights_[i])} for i in picks]
         buf = io.BytesIO()
         np.save(buf, np.asarray(aligner.weights_, dtype=np.float64), allow_pickle=False)

@@ -67,6 +67,16 @@ _WORKED_EXAMPLES: tuple[tuple[tuple[str, ...], dict[str, str]], ...] = (
 )
 
 
+def worked_example_values() -> dict[str, set[str]]:
+    """Every attribute value the worked examples show, per key: an attribute line that
+    repeats one describes the scaffolding, not the demonstrations."""
+    out: dict[str, set[str]] = {key: set() for key in ATTRIBUTE_KEYS}
+    for _, attrs in _WORKED_EXAMPLES:
+        for key, value in attrs.items():
+            out[key].add(value.lower())
+    return out
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     """What the texts are, in words a prompt can use."""

@@ -22,6 +22,13 @@ SCORED = (
     "accuracy",
     "macro_f1",
     "mmd2_test",
+    "length_w1",
+    "kept_rows",
+    "check_rejected",
+    "judge_agreement_generated",
+    "judge_agreement",
+    "flips_caught",
+    "rejection_precision",
     "mmd2_shots",
     "ess",
     "zero_weight_share",
@@ -85,6 +92,25 @@ def _stats(values: list[float]) -> dict[str, Any]:
     return {"mean": float(arr.mean()), "sd": sd, "per_seed": values}
 
 
+def paired_stats(deltas: list[float], level: float = 0.95) -> dict[str, Any]:
+    """Mean paired difference with its two-sided t confidence interval over seeds.
+
+    A method "beats" another only when the whole interval is above zero; with one seed
+    there is no interval (None).
+    """
+    from scipy import stats
+
+    out = {**_stats(deltas), "wins": int(sum(x > 0 for x in deltas)), "seeds": len(deltas)}
+    n = len(deltas)
+    if n > 1:
+        half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * out["sd"] / np.sqrt(n)
+        out["ci_low"], out["ci_high"] = out["mean"] - half, out["mean"] + half
+    else:
+        out["ci_low"] = out["ci_high"] = None
+    out["level"] = level
+    return out
+
+
 def summarise(res: EvaluationResults) -> dict[str, Any]:
     """Means and standard deviations over seeds, paired differences, generation and coverage."""
     order = [m for m in res.info["methods"] if all(m in s["methods"] for s in res.seeds)]
@@ -112,10 +138,7 @@ def summarise(res: EvaluationResults) -> dict[str, Any]:
                 ]
                 for metric in ("accuracy", "macro_f1")
             }
-            paired[baseline][name] = {
-                metric: {**_stats(d), "wins": int(sum(x > 0 for x in d)), "seeds": len(d)}
-                for metric, d in deltas.items()
-            }
+            paired[baseline][name] = {metric: paired_stats(d) for metric, d in deltas.items()}
     generation: dict[str, Any] = {}
     for variant in res.info.get("variants", {}):
         rows = [s["generation"][variant] for s in res.seeds if variant in s["generation"]]
@@ -128,7 +151,13 @@ def summarise(res: EvaluationResults) -> dict[str, Any]:
         for r in rows:
             for reason, n in (r.get("rejected") or {}).items():
                 rejected[reason] = rejected.get(reason, 0) + n
+        attributes: dict[str, dict[str, float]] = {}
+        for key in ("tone", "style", "topic"):
+            per_seed = [r["attributes"][key] for r in rows if key in (r.get("attributes") or {})]
+            if per_seed:
+                attributes[key] = {k: float(np.mean([p[k] for p in per_seed])) for k in per_seed[0]}
         generation[variant] = {
+            "attributes": attributes,
             "seeds": len(rows),
             "clusters": sum(r.get("clusters") or 0 for r in rows),
             "generated": sum(r.get("generated") or 0 for r in rows),
@@ -162,6 +191,7 @@ def summarise(res: EvaluationResults) -> dict[str, Any]:
         if any(key in r for r in reference)
     }
     return {
+        "judge_test_accuracy": res.seeds[0].get("judge_test_accuracy"),
         "methods": methods,
         "paired": paired,
         "generation": generation,
@@ -458,12 +488,14 @@ def _num(stats: dict[str, Any] | None, fmt: str = "{:.4f}") -> str:
     return fmt.format(stats["mean"])
 
 
-def _delta(entry: dict[str, Any] | None) -> str:
+def format_delta(entry: dict[str, Any] | None) -> str:
+    """`+1.2 [+0.3, +2.1] (5/5)`: mean paired difference in points, 95% interval, wins."""
     if not entry or entry.get("mean") is None:
         return "-"
-    return (
-        f"{100 * entry['mean']:+.1f} ± {100 * entry['sd']:.1f} ({entry['wins']}/{entry['seeds']})"
-    )
+    interval = ""
+    if entry.get("ci_low") is not None:
+        interval = f" [{100 * entry['ci_low']:+.1f}, {100 * entry['ci_high']:+.1f}]"
+    return f"{100 * entry['mean']:+.1f}{interval} ({entry['wins']}/{entry['seeds']})"
 
 
 def _model_text(settings: dict[str, Any]) -> str:
@@ -536,8 +568,8 @@ def _document(res: EvaluationResults, summary: dict[str, Any], images: dict[str,
                 descriptions.get(name, ""),
                 _pct(m["accuracy"]),
                 _pct(m["macro_f1"]),
-                _delta(paired_real.get(name, {}).get("accuracy")),
-                _delta(paired_naive.get(name, {}).get("accuracy")),
+                format_delta(paired_real.get(name, {}).get("macro_f1")),
+                format_delta(paired_naive.get(name, {}).get("macro_f1")),
                 _num(m["mmd2_test"]),
                 _num(m["ess_ratio"], "{:.2f}"),
                 _num(m["synthetic_rows"], "{:.0f}"),
@@ -549,8 +581,8 @@ def _document(res: EvaluationResults, summary: dict[str, Any], images: dict[str,
             "what it trains on (besides the real shots)",
             "accuracy %",
             "macro-F1 %",
-            "Δ acc vs real (wins)",
-            "Δ acc vs naive (wins)",
+            "Δ macro-F1 vs real [95% CI] (wins)",
+            "Δ macro-F1 vs naive [95% CI] (wins)",
             "MMD² to test",
             "ESS/n",
             "synthetic rows per seed",
@@ -560,7 +592,8 @@ def _document(res: EvaluationResults, summary: dict[str, Any], images: dict[str,
     n_seeds = len(res.seeds)
     doc.p(
         "Mean ± standard deviation over seeds; Δ columns are paired per-seed differences in "
-        "points, with the number of seeds on which the method was better."
+        "points with their 95% t-interval over seeds and the number of seeds on which the "
+        "method was better. A method beats another only where the whole interval is above 0."
         + (
             f" With {n_seeds} seed{'s' if n_seeds != 1 else ''}, differences of a point or two "
             "are within seed-to-seed noise; use 5+ seeds for claims."
@@ -572,6 +605,51 @@ def _document(res: EvaluationResults, summary: dict[str, Any], images: dict[str,
     if "scores" in images:
         doc.image("scores.png", images["scores"], "Accuracy and macro-F1 per method.")
 
+    doc.h(2, "Label fidelity")
+    judged = any(m["judge_agreement"]["mean"] is not None for m in summary["methods"].values())
+    rows = []
+    for name, m in summary["methods"].items():
+        if name == "real":
+            continue
+        rows.append(
+            [
+                f"`{name}`",
+                _num(m["synthetic_rows"], "{:.0f}"),
+                _num(m["check_rejected"], "{:.1%}"),
+                _num(m["judge_agreement_generated"], "{:.1%}"),
+                _num(m["judge_agreement"], "{:.1%}"),
+                _num(m["flips_caught"], "{:.1%}"),
+                _num(m["rejection_precision"], "{:.1%}"),
+            ]
+        )
+    if rows:
+        doc.table(
+            [
+                "method",
+                "synthetic rows per seed",
+                "rejected by the label check",
+                "judge agrees: generated",
+                "judge agrees: trained on (by weight)",
+                "wrong labels caught",
+                "rejections that were wrong labels",
+            ],
+            rows,
+        )
+    doc.p(
+        "The judge is logistic regression on the whole training pool, fitted for "
+        "measurement only (`--judge`); no method sees it. A generated sample whose judged "
+        "label differs from its own counts as a wrong label. For scale: the judge's own "
+        "accuracy on the real test texts is "
+        + (
+            f"{100 * summary['judge_test_accuracy']:.1f}%."
+            if summary.get("judge_test_accuracy") is not None
+            else "not measured."
+        )
+        if judged
+        else "Label fidelity against a judge was not measured (run with `--judge`); the "
+        "table shows how many samples each method's label check rejected."
+    )
+
     doc.h(2, "Distribution and diversity")
     rows = []
     for name, m in summary["methods"].items():
@@ -580,6 +658,7 @@ def _document(res: EvaluationResults, summary: dict[str, Any], images: dict[str,
                 f"`{name}`",
                 _num(m["mmd2_test"]),
                 _num(m["mmd2_shots"]),
+                _num(m["length_w1"], "{:.1f}"),
                 _num(m["ess"], "{:.1f}"),
                 _num(m["zero_weight_share"], "{:.2f}"),
                 _num(m["distinct_1"], "{:.3f}"),
@@ -596,6 +675,7 @@ def _document(res: EvaluationResults, summary: dict[str, Any], images: dict[str,
                 "-",
                 "-",
                 "-",
+                "-",
                 _num(ref.get("distinct_1"), "{:.3f}"),
                 _num(ref.get("distinct_2"), "{:.3f}"),
                 _num(ref.get("cosine_diversity"), "{:.3f}"),
@@ -606,6 +686,7 @@ def _document(res: EvaluationResults, summary: dict[str, Any], images: dict[str,
             "method",
             "MMD² to test",
             "MMD² to shots",
+            "length W1 to test (words)",
             "ESS per label",
             "share at weight 0",
             "distinct-1",
@@ -691,6 +772,28 @@ def _document(res: EvaluationResults, summary: dict[str, Any], images: dict[str,
             "Totals over seeds. Seconds are those of the describe and generate stages when they "
             "last ran, per LLM call they made then (answers served from the response cache "
             "cost next to nothing)."
+        )
+    rows = [
+        [f"`{variant}`", key, f"{a['parsed']:.0%}", f"{a['distinct']:.0%}", f"{a['copied']:.0%}"]
+        for variant, g in summary["generation"].items()
+        for key, a in g.get("attributes", {}).items()
+    ]
+    if rows:
+        doc.table(
+            [
+                "variant",
+                "attribute",
+                "clusters with a value",
+                "distinct values",
+                "copies of a worked example",
+            ],
+            rows,
+        )
+        doc.p(
+            "What the attribute step produced, averaged over seeds: a base model that copies "
+            "the prompt's worked examples describes the scaffolding, not the demonstrations. "
+            "Length is measured from the demonstrations, never asked; how well the samples' "
+            "lengths follow the real texts is the length W1 column above."
         )
     doc.h(2, "Versions")
     doc.p(", ".join(f"{k} {v}" for k, v in info.get("versions", {}).items() if v))
