@@ -235,8 +235,12 @@ def main(argv: list[str] | None = None) -> int:
         f"K = {SHOTS} real shots per label, seeds {', '.join(map(str, seeds))}, bundled "
         "Gemma 3 270M base model (llama.cpp), embedder all-MiniLM-L6-v2, downstream logistic "
         "regression with C = 1 fixed in advance for every method; synthetic samples enter "
-        "training as sample weights (per-label weight x label's synthetic count). "
-        "Δ columns are paired per-seed differences with the number of seeds won.",
+        "training as sample weights, each label's share of the synthetic weight following "
+        "the real shots. Δ columns are paired per-seed differences in macro-F1 points with "
+        "their 95% t-interval over seeds and the number of seeds won; a method beats another "
+        "only where the whole interval is above 0. Generation variants already generated are "
+        "reused: their LLM calls come from the run's response cache and the seconds below are "
+        "then those of the cached re-run.",
         "",
         "Budgets (candidate samples per label and generation variant / per demonstration "
         "cluster of 3): "

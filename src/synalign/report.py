@@ -776,6 +776,7 @@ def _document(res: EvaluationResults, summary: dict[str, Any], images: dict[str,
     rows = [
         [f"`{variant}`", key, f"{a['parsed']:.0%}", f"{a['distinct']:.0%}", f"{a['copied']:.0%}"]
         for variant, g in summary["generation"].items()
+        if info["variants"][variant][1]  # variants with the attribute step
         for key, a in g.get("attributes", {}).items()
     ]
     if rows:
