@@ -45,7 +45,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_generation.py
 	$(PY) benchmarks/bench_embedding.py
 
-# Real-data evaluation grid (rotten-tomatoes + bbc-news, K = 16, 3 seeds): ~33 min, 2 quiet cores.
+# Real-data evaluation grid (rotten-tomatoes + bbc-news, K = 16, 5 seeds, with the judge):
+# ~90 min of generation on 2 quiet cores; a re-run reuses every generation.
 bench-quality: $(STAMP)
 	$(PY) benchmarks/quality.py
 
