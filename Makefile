@@ -46,7 +46,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_embedding.py
 
 # Real-data evaluation grid (rotten-tomatoes + bbc-news, K = 16, 5 seeds, with the judge):
-# ~90 min of generation on 2 quiet cores; a re-run reuses every generation.
+# ~90-110 min on 2 quiet cores, nearly all generation; a re-run reuses every generation.
 bench-quality: $(STAMP)
 	$(PY) benchmarks/quality.py
 

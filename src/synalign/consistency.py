@@ -5,7 +5,8 @@ asked for (a "negative" review that praises the film). Weighting cannot repair a
 label, so such samples are removed before alignment. The judge is fitted on the real
 examples only, in the embedding space the rest of the pipeline uses:
 
-- `classifier`: logistic regression with a fixed regularisation;
+- `classifier`: logistic regression with a fixed regularisation and balanced class
+  weights (leaving demonstrations out must not tilt the judge against their label);
 - `knn`: the similarity-weighted labels of the nearest real texts (cosine).
 
 Cross-fitting (the classifier's default): a sample is judged by a model fitted without
@@ -13,10 +14,12 @@ the real texts it was written from (its demonstrations), so a near-paraphrase of
 demonstration is not waved through by a judge that memorised that demonstration. The
 nearest-neighbour judge does not cross-fit by default: a sample's nearest real texts are
 its demonstrations, and without them it is judged by texts it was never written from,
-which rejects most samples of a label (on rotten-tomatoes at K = 16, three quarters of the
-wrong labels caught but macro-F1 down 10 points). A sample is kept when the judge's probability
-of its label is at least `threshold` times that of the judge's most probable label:
-`threshold=1` keeps only samples the judge assigns to their own label.
+which rejects most samples of a label (on rotten-tomatoes at K = 16: three quarters of
+the wrong labels caught, but macro-F1 down 10 points).
+
+A sample is kept when the judge's probability of its label is at least `threshold`
+times that of the judge's most probable label: `threshold=1` keeps only samples the judge
+assigns to their own label.
 """
 
 from __future__ import annotations
