@@ -73,6 +73,7 @@ class Method:
             "label_check_threshold": config.generate.label_check_threshold,
             "ess_floor": config.align.ess_floor,
             "scope": config.align.scope,
+            "bandwidth": config.align.bandwidth,
             "use": "weights",
         }
         out.update(dict(self.changes))
@@ -1113,7 +1114,7 @@ class Evaluation:
         if m.weighting == "uniform":
             w[idx] = uniform_weights(labels)
             return w, None
-        configured = self.config.run_config(seed).align.bandwidth
+        configured = settings["bandwidth"]
         if m.weighting == "kmm":
             bw = configured or median_bandwidth(X_shots, s["X"][idx], seed=seed)
             kmm = KMMWeighter(bandwidth=bw).fit(s["X"][idx], X_shots, labels, y_shots.tolist())
