@@ -107,8 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         f"| embedding step, empty cache | {cold_s:.2f} | {len(texts) / cold_s:.1f} |",
         f"| embedding step, full cache | {warm_s:.2f} | {len(texts) / warm_s:.1f} |",
         "",
-        f"- Stage / raw throughput: {100 * ratio:.1f}% (target >= {100 * TARGET:.0f}%: "
-        f"{verdict})",
+        f"- Stage / raw throughput: {100 * ratio:.1f}% (target >= {100 * TARGET:.0f}%: {verdict})",
         f"- Largest absolute difference between the vectors: {diff:.2e}",
     ]
     path = write("embedding-quick" if args.quick else "embedding", report, md)

@@ -11,6 +11,9 @@ set, and a held-out real set from the same distribution on which MMD² is measur
 - 1,000,000 x 10,000 in a fresh process (float32 input): fit time under 60 s and peak
   resident memory (input included) under 6 GiB.
 - The `exact_max_rows` threshold: exact and approximate solver times by size.
+- The pipeline's default effective-sample-size floor (`align.ess_floor = 0.9`, i.e.
+  `MMDAligner(ess_floor=0.9)`): its cost in time and held-out MMD² on the moderate cases,
+  and the 1,000,000 x 10,000 case fitted again with it (same 60 s and 6 GiB targets).
 
     python benchmarks/bench_sda.py           # the full targets (about 10 minutes)
     python benchmarks/bench_sda.py --quick   # a smoke run (seconds)
@@ -49,6 +52,7 @@ from synalign.kernels import median_bandwidth, rbf_kernel
 SPEEDUP = 20.0
 MMD_VS_KMM = 1.05
 APPROX_VS_EXACT = 1.05
+PIPELINE_FLOOR = 0.9
 LARGE_SECONDS = 60.0
 LARGE_GIB = 6.0
 
@@ -93,11 +97,12 @@ def moderate_case(
     bw = median_bandwidth(R, S, seed=0)
     load_start = load()
     t_auto, auto = timed(lambda: MMDAligner().fit(S, R), repeats)
+    t_floor, floored = timed(lambda: MMDAligner(ess_floor=PIPELINE_FLOOR).fit(S, R), repeats)
     t_exact, exact = timed(lambda: MMDAligner(solver="exact").fit(S, R), 1)
     t_kmm, w_kmm = timed(lambda: kmm_weights(S, R, bw), kmm_repeats)
     uniform = np.full(n_syn, 1.0 / n_syn)
-    names = ["auto", "exact", "kmm", "uniform"]
-    weights = [auto.weights_, exact.weights_, w_kmm, uniform]
+    names = ["auto", "exact", "kmm", "uniform", "floor"]
+    weights = [auto.weights_, exact.weights_, w_kmm, uniform, floored.weights_]
     held = dict(zip(names, mmd2_many(S, H, bw, weights), strict=True))
     train = dict(zip(names, mmd2_many(S, R, bw, weights), strict=True))
     floor = mmd2_many(R, H, bw, [np.ones(n_real)])[0]
@@ -108,10 +113,20 @@ def moderate_case(
         "n_held_out": n_held,
         "bandwidth": bw,
         "load_at_start": load_start,
-        "seconds": {"synalign": t_auto, "synalign_exact": t_exact, "kmm": t_kmm},
+        "seconds": {
+            "synalign": t_auto,
+            "synalign_exact": t_exact,
+            "kmm": t_kmm,
+            "synalign_floor": t_floor,
+        },
         "repeats": {"synalign": repeats, "synalign_exact": 1, "kmm": kmm_repeats},
         "solver": auto.solver_[label],
-        "ess": {"synalign": auto.ess_[label], "synalign_exact": exact.ess_[label]},
+        "ess": {
+            "synalign": auto.ess_[label],
+            "synalign_exact": exact.ess_[label],
+            "synalign_floor": floored.ess_[label],
+        },
+        "ess_floor": PIPELINE_FLOOR,
         "mmd2_held_out": held,
         "mmd2_train_real": train,
         "mmd2_real_vs_held_out": floor,
@@ -123,8 +138,11 @@ def moderate_case(
     }
 
 
-def large_child(n_syn: int, n_real: int, n_check: int) -> dict[str, Any]:
-    """Runs in a fresh process: generate float32 data, fit, report time and peak memory."""
+def large_child(n_syn: int, n_real: int, n_check: int, floor: float = 0.0) -> dict[str, Any]:
+    """Runs in a fresh process: generate float32 data, fit, report time and peak memory.
+
+    `floor` > 0 fits with that effective-sample-size floor (0 = `MMDAligner()`'s default).
+    """
     topics = Topics(seed=0)
     rng = np.random.default_rng(2)
     start = time.perf_counter()
@@ -134,7 +152,7 @@ def large_child(n_syn: int, n_real: int, n_check: int) -> dict[str, Any]:
     rss_data = peak_rss_gib()
     load_start = load()
     start = time.perf_counter()
-    aligner = MMDAligner().fit(S, R)
+    aligner = MMDAligner(ess_floor=floor or None).fit(S, R)
     fit = time.perf_counter() - start
     rss = peak_rss_gib()
     label = aligner.labels_[0]
@@ -151,6 +169,8 @@ def large_child(n_syn: int, n_real: int, n_check: int) -> dict[str, Any]:
         "n_syn": n_syn,
         "n_real": n_real,
         "dtype": "float32",
+        "ess_floor": floor,
+        "ridge": aligner.ridge_[label],
         "load_at_start": load_start,
         "generate_seconds": generate,
         "fit_seconds": fit,
@@ -193,7 +213,12 @@ def threshold_table(sizes: list[int]) -> list[dict[str, Any]]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--child":
-        print(__import__("json").dumps(large_child(*(int(a) for a in argv[1:]))))
+        n_syn, n_real, n_check, floor = argv[1:5]
+        print(
+            __import__("json").dumps(
+                large_child(int(n_syn), int(n_real), int(n_check), float(floor))
+            )
+        )
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, a few seconds")
@@ -240,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
             f" train (target <= {APPROX_VS_EXACT}: {verdict(worst, APPROX_VS_EXACT, False)})"
         )
     report["moderate"] = cases
-    big = run_child(Path(__file__).resolve(), [str(v) for v in large])
+    big = run_child(Path(__file__).resolve(), [*(str(v) for v in large), "0"])
     report["large"] = big
     print(
         f"{big['n_syn']} x {big['n_real']} ({big['solver']}): fit {big['fit_seconds']:.1f} s "
@@ -252,6 +277,25 @@ def main(argv: list[str] | None = None) -> int:
         f"{big['mmd2_resampled_by_weight_vs_held_out']:.5f}, at random "
         f"{big['mmd2_random_rows_vs_held_out']:.5f}"
     )
+    floored = run_child(Path(__file__).resolve(), [*(str(v) for v in large), str(PIPELINE_FLOOR)])
+    report["large_floor"] = floored
+    print(
+        f"  with ess_floor={PIPELINE_FLOOR}: fit {floored['fit_seconds']:.1f} s "
+        f"({verdict(floored['fit_seconds'], LARGE_SECONDS, False)}), peak RSS "
+        f"{floored['peak_rss_gib']:.2f} GiB ({verdict(floored['peak_rss_gib'], LARGE_GIB, False)}),"
+        f" ESS {floored['ess']:.0f} of {floored['n_syn']}, ridge {floored['ridge']:.3g}; MMD² "
+        f"(Nystroem) -> {floored['mmd2_after_nystroem']:.6f}; {floored['check_rows']} rows by "
+        f"weight vs held-out {floored['mmd2_resampled_by_weight_vs_held_out']:.5f}"
+    )
+    for case in cases:
+        h, s = case["mmd2_held_out"], case["seconds"]
+        print(
+            f"{case['n_syn']} x {case['n_real']} with ess_floor={PIPELINE_FLOOR}: "
+            f"{s['synalign_floor']:.3f} s ({s['synalign_floor'] / s['synalign']:.1f}x the "
+            f"unfloored fit), ESS {case['ess']['synalign_floor']:.0f} (unfloored "
+            f"{case['ess']['synalign']:.0f}), held-out MMD² {h['floor']:.6f} (unfloored "
+            f"{h['auto']:.6f}, uniform {h['uniform']:.6f})"
+        )
     report["threshold"] = threshold_table(sizes)
     for row in report["threshold"]:
         print(
@@ -325,6 +369,37 @@ def markdown(report: dict[str, Any]) -> list[str]:
         f"{b['mmd2_resampled_by_weight_vs_held_out']:.5f} against {b['check_rows']:,} "
         f"held-out real rows, {b['check_rows']:,} rows drawn uniformly "
         f"{b['mmd2_random_rows_vs_held_out']:.5f}.",
+        "",
+        f"Effective-sample-size floor {PIPELINE_FLOOR} (the pipeline's default "
+        "`align.ess_floor`; `MMDAligner()` alone has none). It costs a bisection on the "
+        "multiplier of a ridge term, each step one solve:",
+        "",
+        "| case | seconds, floor / none | ESS, floor / none | held-out MMD², floor / none / "
+        "uniform | share of the MMD² reduction kept |",
+        "|---|---|---|---|---|",
+    ]
+    for c in report["moderate"]:
+        s, e, h = c["seconds"], c["ess"], c["mmd2_held_out"]
+        kept = (h["uniform"] - h["floor"]) / (h["uniform"] - h["auto"])
+        lines.append(
+            f"| {c['n_syn']:,} x {c['n_real']:,} | {s['synalign_floor']:.3f} / "
+            f"{s['synalign']:.3f} | {e['synalign_floor']:.0f} / {e['synalign']:.0f} | "
+            f"{h['floor']:.6f} / {h['auto']:.6f} / {h['uniform']:.6f} | {kept:.0%} |"
+        )
+    f = report["large_floor"]
+    lines += [
+        f"| {name} (fresh process) | {f['fit_seconds']:.1f} / {b['fit_seconds']:.1f} | "
+        f"{f['ess']:.0f} / {b['ess']:.0f} | by weight, {f['check_rows']:,} rows: "
+        f"{f['mmd2_resampled_by_weight_vs_held_out']:.5f} / "
+        f"{b['mmd2_resampled_by_weight_vs_held_out']:.5f} / "
+        f"{b['mmd2_random_rows_vs_held_out']:.5f} (at random) | - |",
+        "",
+        f"Large case with the floor: peak RSS {f['peak_rss_gib']:.2f} GiB (target < "
+        f"{LARGE_GIB:.0f} GiB: {verdict(f['peak_rss_gib'], LARGE_GIB, False)}), fit "
+        f"{f['fit_seconds']:.1f} s (target < {LARGE_SECONDS:.0f} s: "
+        f"{verdict(f['fit_seconds'], LARGE_SECONDS, False)}), ridge multiplier "
+        f"{f['ridge']:.3g}, MMD² under the Nystroem kernel {f['mmd2_before_nystroem']:.5f} -> "
+        f"{f['mmd2_after_nystroem']:.6f}.",
         "",
         "Solver threshold (`exact_max_rows`, auto solves exactly up to 2,000 synthetic rows "
         "per label); MMD² ratio on the training real set:",

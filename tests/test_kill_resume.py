@@ -136,9 +136,7 @@ def test_sigkill_in_every_stage_then_resume_gives_the_uninterrupted_outputs(
     for what, trigger in triggers:
         if callable(trigger) and trigger():
             continue
-        proc = subprocess.Popen(
-            _command(config), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
+        proc = subprocess.Popen(_command(config), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         began = time.monotonic()
         while proc.poll() is None:
             if callable(trigger) and trigger():
