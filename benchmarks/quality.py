@@ -188,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             "eval_dir": str(config.eval_dir),
             "seconds": round(time.perf_counter() - start, 1),
             "llm_calls": evaluation.llm_calls_,
+            "label_scorings": evaluation.label_scorings_,
             "methods": metrics["methods"],
             "paired": metrics["paired"],
             "coverage": {k: v.get("final", v) for k, v in metrics["coverage"].items()},
@@ -257,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         lines += [
             "",
             f"Wall time {entry['seconds'] / 60:.1f} min, {entry['llm_calls']} new LLM calls, "
+            f"{entry.get('label_scorings', 0)} new label scorings by the LLM, "
             f"{entry['measured_seconds_per_request']:.2f} s per LLM call made; report: "
             f"`{entry['eval_dir']}/report/report.html`.",
             "",

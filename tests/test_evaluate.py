@@ -130,11 +130,18 @@ def method_settings(name: str) -> dict:
 def test_methods_differ_from_synalign_in_one_setting_each() -> None:
     base = method("synalign")
     assert base.settings(RunConfig())["label_check"] != "none"
-    for name in ("no-check", "knn-check", "no-floor", "joint", "resample"):
+    checks = ("no-check", "llm-check", "classifier-check", "knn-check")
+    for name in (*checks, "no-floor", "joint", "resample"):
         m = method(name)
         assert m.variant == base.variant and m.weighting == base.weighting
         diff = {k for k, v in m.settings(RunConfig()).items() if v != base.settings(RunConfig())[k]}
+        if "label_check" in diff:
+            diff.discard("label_check_threshold")  # each check has its own default threshold
         assert len(diff) == 1, (name, diff)
+    # Without token probabilities (an HTTP backend) the configured check is the classifier.
+    assert base.settings(RunConfig(), scorer=False)["label_check"] == "classifier"
+    assert base.settings(RunConfig(), scorer=False)["label_check_threshold"] == 0.9
+    assert base.settings(RunConfig())["label_check"] == "combined"
     assert method("naive").settings(RunConfig())["label_check"] == "none"
     assert "no label check" in method("naive").describe(RunConfig())
     assert "ESS" in base.describe(RunConfig())

@@ -106,7 +106,10 @@ def test_sigkill_in_every_stage_then_resume_gives_the_uninterrupted_outputs(
     uninterrupted = time.monotonic() - start
     assert done.returncode == 0, done.stderr
     calls = _cached(reference)
-    assert calls == 4 + 16  # 2 clusters per label: 4 attribute calls, 16 samples
+    state = json.loads((reference / "state.json").read_text("utf-8"))
+    scorings = state["stages"]["generate"]["llm"]["scorings"]
+    assert scorings > 1  # the default label check asks the LLM too
+    assert calls == 4 + 16 + scorings  # 2 clusters per label: 4 attribute calls, 16 samples
 
     run_dir = tmp_path / "killed"
     config = _write_config(tmp_path, "killed")
@@ -129,6 +132,7 @@ def test_sigkill_in_every_stage_then_resume_gives_the_uninterrupted_outputs(
         ("generate started", reached("generate")),
         ("first sample batch cached", cached(4 + 4)),
         ("third sample batch cached", cached(4 + 12)),
+        ("label check scoring", cached(4 + 16 + 2)),
         ("align started", reached("align")),
         (f"after {(d := rng.uniform(1.0, uninterrupted / 2)):.1f} s", d),
     ]

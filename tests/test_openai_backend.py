@@ -60,12 +60,19 @@ def _config(runs_dir: Path, name: str, base_url: str, **llm: object):
     )
 
 
+def _default_sigint() -> None:
+    """A child's Ctrl-C as a user's shell gives it: SIGINT neither ignored nor blocked (a
+    library in the test process may leave either behind, and children inherit both)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _cached(run_dir: Path) -> int:
     db = run_dir / "cache" / "llm.sqlite"
     if not db.exists():
         return 0
     try:
-        with sqlite3.connect(db, timeout=5) as con:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
             return int(con.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
     except sqlite3.OperationalError:
         return 0
@@ -251,16 +258,25 @@ def test_ctrl_c_stops_cleanly_and_keeps_what_was_received(
         "--name", "interrupted", "--llm", "openai", "--model", "gemma",
         "--base-url", server.base_url, "--set", 'llm.prompt_family="completion"',
         "--set", "generate.samples_per_cluster=3", "--seed", "5",
+        # one request at a time, so that the signal lands while answers are still due
+        "--set", "llm.concurrency=1",
     ]  # fmt: skip
     env = {**os.environ, "OPENAI_API_KEY": KEY}
     run_dir = tmp_path / "interrupted"
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        args,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=_default_sigint,  # as from a shell, whatever earlier tests left behind
+    )
     deadline = time.monotonic() + 300
     while _cached(run_dir) < 6 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.2)
+    at_signal = (_cached(run_dir), proc.poll())
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130
+    assert proc.returncode == 130, (at_signal, _cached(run_dir), err.decode()[-3000:])
     assert "Traceback" not in err.decode() and "interrupted" in err.decode()
     kept = _cached(run_dir)
     assert kept >= 6

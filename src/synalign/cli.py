@@ -149,10 +149,16 @@ def _llm_calls(metrics: dict[str, Any]) -> str:
     parts = []
     for stage in ("describe", "generate"):
         u = usage.get(stage) or {}
-        parts.append(
+        text = (
             f"{stage}: {u.get('calls', 0)} made, {u.get('cache_hits', 0)} cached, "
             f"{u.get('completion_tokens', 0)} tokens out, {u.get('retries', 0)} retried"
         )
+        if u.get("scorings") or u.get("scoring_cache_hits"):
+            text += (
+                f", label check {u.get('scorings', 0)} scored, "
+                f"{u.get('scoring_cache_hits', 0)} cached"
+            )
+        parts.append(text)
     return "; ".join(parts)
 
 
@@ -351,9 +357,10 @@ def align(
         str,
         typer.Option(
             help="Drop synthetic texts whose label the real texts contradict first: "
-            "'classifier', 'knn' or 'none'."
+            "'classifier', 'knn' or 'none' (the LLM's own check needs the LLM: see "
+            "generate.label_check)."
         ),
-    ] = _GENERATE_DEFAULTS.label_check,
+    ] = "classifier",
     seed: Annotated[int, typer.Option(help="Seed for resampling.")] = 0,
 ) -> None:
     """MMD-weight a synthetic set against real data and resample it (no LLM needed)."""

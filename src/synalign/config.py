@@ -184,17 +184,21 @@ class GenerateConfig(_Section):
     near_copy: float = Field(
         0.8, gt=0, le=1, description="Similarity to a demonstration at which a sample is a copy."
     )
-    label_check: Literal["classifier", "knn", "none"] = Field(
-        "classifier",
-        description="Reject samples whose label the real texts contradict: 'classifier' "
-        "(logistic regression on the real embeddings), 'knn' (nearest real texts) or 'none'.",
+    label_check: Literal["auto", "combined", "llm", "classifier", "knn", "none"] = Field(
+        "auto",
+        description="Reject samples whose label the real texts contradict: 'llm' (the "
+        "generator's own few-shot label likelihood, calibrated), 'classifier' (logistic "
+        "regression on the real embeddings), 'combined' (the mean of the two judges' "
+        "probabilities), 'knn' (nearest real texts), 'none', or 'auto' (combined when the "
+        "backend exposes token probabilities, i.e. local llama.cpp, else classifier).",
     )
-    label_check_threshold: float = Field(
-        0.9,
+    label_check_threshold: float | None = Field(
+        None,
         gt=0,
         le=1,
         description="Keep a sample when the judge gives its label at least this share of the "
-        "top label's probability (1: only samples the judge assigns to their own label).",
+        "top label's probability (1: only samples the judge assigns to their own label). "
+        "Unset: 0.7 for combined, 0.3 for llm, 0.9 for classifier and knn.",
     )
 
 

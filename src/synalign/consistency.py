@@ -121,13 +121,7 @@ class LabelConsistencyFilter:
         demo_ids: Sequence[Sequence[str]] | None = None,
     ) -> np.ndarray:
         """Probability of each sample's own label over that of the judge's top label."""
-        P = self.label_probabilities(X_syn, demo_ids)
-        col = {c: j for j, c in enumerate(self.classes_.tolist())}
-        own = np.array(
-            [P[i, col[str(lab)]] if str(lab) in col else 0.0 for i, lab in enumerate(y_syn)]
-        )
-        top = P.max(axis=1) if P.shape[0] else np.zeros(0)
-        return np.divide(own, top, out=np.zeros_like(own), where=top > 0)
+        return label_score(self.label_probabilities(X_syn, demo_ids), self.classes_, y_syn)
 
     def check(
         self,
@@ -135,18 +129,9 @@ class LabelConsistencyFilter:
         y_syn: Sequence[Hashable],
         demo_ids: Sequence[Sequence[str]] | None = None,
     ) -> LabelCheck:
-        """Which samples to keep, with their scores.
-
-        A label whose every sample would be rejected keeps them all: the judge, fitted on
-        a few real texts, is then the less trustworthy of the two.
-        """
-        scores = self.scores(X_syn, y_syn, demo_ids)
-        labels = np.asarray([str(v) for v in y_syn])
-        keep = scores >= self.threshold - 1e-12
-        emptied = sorted(set(labels.tolist()) - set(labels[keep].tolist()))
-        for label in emptied:
-            keep[labels == label] = True
-        return LabelCheck(keep=keep, scores=scores, kept_whole_labels=emptied)
+        """Which samples to keep, with their scores (see `check_probabilities`)."""
+        P = self.label_probabilities(X_syn, demo_ids)
+        return check_probabilities(P, self.classes_, y_syn, self.threshold)
 
     def predict(
         self,
@@ -188,6 +173,34 @@ class LabelConsistencyFilter:
             w = np.clip(sim[i, nearest[i]], 0.0, None) + 1e-9
             np.add.at(out[i], cls[nearest[i]], w)
         return out / out.sum(axis=1, keepdims=True)
+
+
+def label_score(P: np.ndarray, classes: np.ndarray, labels: Sequence[Hashable]) -> np.ndarray:
+    """Each row's probability of its own label over its top probability (0 for a label the
+    judge does not know)."""
+    col = {c: j for j, c in enumerate(classes.tolist())}
+    own = np.array(
+        [P[i, col[str(lab)]] if str(lab) in col else 0.0 for i, lab in enumerate(labels)]
+    )
+    top = P.max(axis=1) if P.shape[0] else np.zeros(0)
+    return np.divide(own, top, out=np.zeros_like(own), where=top > 0)
+
+
+def check_probabilities(
+    P: np.ndarray, classes: np.ndarray, labels: Sequence[Hashable], threshold: float
+) -> LabelCheck:
+    """Keep rows whose label score is at least `threshold`.
+
+    A label whose every sample would be rejected keeps them all: the judge, fitted on a few
+    real texts, is then the less trustworthy of the two.
+    """
+    scores = label_score(P, classes, labels)
+    labs = np.asarray([str(v) for v in labels])
+    keep = scores >= threshold - 1e-12
+    emptied = sorted(set(labs.tolist()) - set(labs[keep].tolist()))
+    for label in emptied:
+        keep[labs == label] = True
+    return LabelCheck(keep=keep, scores=scores, kept_whole_labels=emptied)
 
 
 def _unit_rows(X: np.ndarray) -> np.ndarray:

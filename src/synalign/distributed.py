@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from synalign.errors import ConfigError, SynAlignError
-from synalign.llm.base import Completion, OnResult, Request
+from synalign.llm.base import Completion, OnResult, Request, can_score
 
 if TYPE_CHECKING:
     from synalign.config import LLMConfig, RunConfig
@@ -391,6 +391,19 @@ class RayLLM:
     @property
     def backend(self) -> str:
         return str(self._local.backend)
+
+    @property
+    def scores_continuations(self) -> bool:
+        return can_score(self._local)
+
+    def continuation_logprobs(
+        self, prefix: str, query: str, continuations: Sequence[str]
+    ) -> list[float]:
+        """Label checks score on the driver, with the same model file as the workers: a
+        scoring pass is a small share of the work, and the answer matches a local run."""
+        if not can_score(self._local):
+            raise TypeError(f"the {self.backend} backend cannot score continuations")
+        return list(self._local.continuation_logprobs(prefix, query, continuations))
 
     @property
     def model(self) -> str:

@@ -32,7 +32,7 @@ from synalign.config import GenerateConfig, RunConfig, build_config, parse_overr
 from synalign.embeddings import CachedEmbedder, Embedder, SentenceTransformerEmbedder
 from synalign.errors import ConfigError, SynAlignError
 from synalign.kernels import effective_sample_size, median_bandwidth, mmd2
-from synalign.llm.base import LLM
+from synalign.llm.base import LLM, can_score
 from synalign.progress import Reporter, SilentReporter
 from synalign.prompts import word_count
 from synalign.records import Record, labels_of
@@ -66,8 +66,11 @@ class Method:
     weighting: Weighting
     changes: tuple[tuple[str, Any], ...] = ()
 
-    def settings(self, config: RunConfig) -> dict[str, Any]:
-        """The method's effective settings under a pipeline config."""
+    def settings(self, config: RunConfig, scorer: bool = True) -> dict[str, Any]:
+        """The method's effective settings under a pipeline config; `scorer`: whether the
+        LLM exposes token probabilities (what `label_check = "auto"` resolves by)."""
+        from synalign.likelihood_check import DEFAULT_THRESHOLDS
+
         out: dict[str, Any] = {
             "label_check": config.generate.label_check,
             "label_check_threshold": config.generate.label_check_threshold,
@@ -77,18 +80,24 @@ class Method:
             "use": "weights",
         }
         out.update(dict(self.changes))
+        if out["label_check"] == "auto":
+            out["label_check"] = "combined" if scorer else "classifier"
+        if out["label_check_threshold"] is None:
+            out["label_check_threshold"] = DEFAULT_THRESHOLDS.get(out["label_check"], 1.0)
         return out
 
-    def describe(self, config: RunConfig) -> str:
+    def describe(self, config: RunConfig, scorer: bool = True) -> str:
         """What the method trains on besides the real shots, in words."""
         if self.variant is None:
             return "real examples only"
-        s = self.settings(config)
+        s = self.settings(config, scorer)
         explore_method, attributes = VARIANTS[self.variant]
         check = {
             "none": "no label check",
             "judge": "label check by the measurement judge (an upper bound, not a method)",
-        }.get(s["label_check"], f"{s['label_check']} label check")
+            "llm": f"LLM label check ({s['label_check_threshold']:g})",
+            "combined": f"LLM + classifier label check ({s['label_check_threshold']:g})",
+        }.get(s["label_check"], f"{s['label_check']} label check ({s['label_check_threshold']:g})")
         parts = [
             "GP demonstrations" if explore_method == "gp" else "random demonstrations",
             "attribute step" if attributes else "no attribute step",
@@ -123,6 +132,8 @@ METHODS: tuple[Method, ...] = (
     Method("no-esm", _RANDOM, "mmd"),
     Method("no-lar" if _DEFAULT_ATTRIBUTES else "with-lar", _GP_OTHER, "mmd"),
     Method("no-check", _GP, "mmd", _NO_CHECK),
+    Method("llm-check", _GP, "mmd", (("label_check", "llm"),)),
+    Method("classifier-check", _GP, "mmd", (("label_check", "classifier"),)),
     Method("knn-check", _GP, "mmd", (("label_check", "knn"),)),
     Method("no-sda", _GP, "uniform"),
     Method("no-floor", _GP, "mmd", (("ess_floor", 0.0),)),
@@ -817,6 +828,16 @@ class Evaluation:
 
         c = self.config
         (self.eval_dir / "results").mkdir(exist_ok=True)
+        # One LLM for every pipeline run (a local model is loaded on first use only).
+        self._llm = self.llm
+        if self._llm is None and c.variants():
+            from synalign.distributed import executor_llm
+
+            self._llm = executor_llm(base)
+        self._scorer = can_score(self._llm) if self._llm is not None else False
+        self._scoring_llm: Any = None
+        self.label_scorings_ = 0
+        scorer = self._scorer
         atomic_write_text(
             self.eval_dir / "evaluation.json",
             json.dumps(
@@ -828,8 +849,8 @@ class Evaluation:
                             "name": m.name,
                             "variant": m.variant,
                             "weighting": m.weighting,
-                            "settings": m.settings(base) if m.variant else {},
-                            "description": m.describe(base),
+                            "settings": m.settings(base, scorer) if m.variant else {},
+                            "description": m.describe(base, scorer),
                         }
                         for m in METHODS
                         if m.name in c.methods
@@ -852,13 +873,6 @@ class Evaluation:
         self._cached_embedder = CachedEmbedder(
             base_embedder, self.eval_dir / "cache" / "embeddings.sqlite"
         )
-        # One LLM for every pipeline run (a local model is loaded on first use only).
-        self._llm = self.llm
-        if self._llm is None and c.variants():
-            from synalign.distributed import executor_llm
-
-            self._llm = executor_llm(base)
-
         start = time.perf_counter()
         with self.reporter.task("embedding test texts", total=len(test)) as advance:
             X_test = self._embed([r.text for r in test])
@@ -886,6 +900,7 @@ class Evaluation:
         metrics = json.loads((self.report_dir_ / "metrics.json").read_text("utf-8"))
         metrics["this_invocation"] = {
             "llm_calls": self.llm_calls_,
+            "label_scorings": self.label_scorings_,
             "seconds": round(self.seconds_, 1),
         }
         return metrics
@@ -1017,7 +1032,7 @@ class Evaluation:
             self.reporter.message(f"seed {seed} · training and testing: {name}")
             s, w = None, None
             if m.variant is not None:
-                settings = m.settings(base)
+                settings = m.settings(base, self._scorer)
                 s = syn[m.variant]
                 check_key = (
                     m.variant,
@@ -1025,7 +1040,7 @@ class Evaluation:
                     float(settings["label_check_threshold"]),
                 )
                 if check_key not in kept:
-                    kept[check_key] = self._label_check(s, shots, X_shots, settings)
+                    kept[check_key] = self._label_check(s, shots, X_shots, settings, seed)
                 keep = kept[check_key]
                 key = (*check_key, m.weighting, settings["ess_floor"], settings["scope"])
                 if key not in weights:
@@ -1078,21 +1093,54 @@ class Evaluation:
         return result
 
     def _label_check(
-        self, s: dict[str, Any], shots: list[Record], X_shots: np.ndarray, settings: dict[str, Any]
+        self,
+        s: dict[str, Any],
+        shots: list[Record],
+        X_shots: np.ndarray,
+        settings: dict[str, Any],
+        seed: int,
     ) -> np.ndarray:
-        """Which synthetic rows the method's label check keeps (all without a check)."""
-        from synalign.consistency import LabelConsistencyFilter
+        """Which synthetic rows the method's label check keeps (all without a check). The
+        LLM's scores are cached beside the evaluation, so a re-run or another method on the
+        same generated set asks the LLM nothing."""
+        from synalign.likelihood_check import run_label_check
+        from synalign.llm.cache import CachedLLM, ResponseCache
 
         n = len(s["texts"])
-        if settings["label_check"] == "none" or n == 0:
+        method = settings["label_check"]
+        if method == "none" or n == 0:
             return np.ones(n, dtype=bool)
-        if settings["label_check"] == "judge":
+        if method == "judge":
             return np.asarray(s["judged"] == s["labels"])
-        check = LabelConsistencyFilter(
-            method=settings["label_check"], threshold=settings["label_check_threshold"]
-        )
-        check.fit(X_shots, [r.label for r in shots], [r.id for r in shots])
-        return check.check(s["X"], s["labels"].tolist(), s["demo_ids"]).keep
+        asks_llm = method in ("llm", "combined")
+        if asks_llm and not self._scorer:
+            raise ConfigError(
+                f"label_check = '{method}' needs the local llama.cpp backend (token "
+                "probabilities); use 'classifier' with this backend"
+            )
+        if asks_llm and self._scoring_llm is None:
+            cache = ResponseCache(self.eval_dir / "cache" / "label-scores.sqlite")
+            self._scoring_llm = CachedLLM(self._llm, cache)  # type: ignore[arg-type]
+        texts = list(s["texts"])
+        title = f"seed {seed} · {method} label check"
+        with self.reporter.task(title, total=n if asks_llm else 0) as advance:
+            outcome = run_label_check(
+                method,
+                float(settings["label_check_threshold"]),
+                llm=self._scoring_llm,
+                real=(
+                    [r.text for r in shots],
+                    [r.label for r in shots],
+                    [r.id for r in shots],
+                    X_shots,
+                ),
+                synthetic=(texts, s["labels"].tolist(), s["demo_ids"], s["X"]),
+                seed=seed,
+                progress=advance,
+            )
+        if asks_llm:
+            self.label_scorings_ = self._scoring_llm.usage.scorings
+        return outcome.keep
 
     def _weights(
         self,

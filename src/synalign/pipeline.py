@@ -488,17 +488,25 @@ class Pipeline:
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
         """Moves samples whose label the real texts contradict to the rejected ones
         (reason `label_mismatch`, with the judge's score)."""
-        from synalign.consistency import LabelConsistencyFilter
+        from synalign.likelihood_check import resolve_label_check, run_label_check
 
         g = self.config.generate
         real = self._real()
+        method, threshold = resolve_label_check(g.label_check, g.label_check_threshold, self.llm)
+        texts = [s["text"] for s in accepted]
         X_real = self._embed([r.text for r in real], "real texts")
-        X_syn = self._embed([s["text"] for s in accepted], "synthetic texts")
-        check = LabelConsistencyFilter(method=g.label_check, threshold=g.label_check_threshold)
-        check.fit(X_real, [r.label for r in real], [r.id for r in real])
-        outcome = check.check(
-            X_syn, [s["label"] for s in accepted], [s["demo_ids"] for s in accepted]
-        )
+        X_syn = self._embed(texts, "synthetic texts")
+        real_in = ([r.text for r in real], [r.label for r in real], [r.id for r in real], X_real)
+        labels = [s["label"] for s in accepted]
+        syn_in = (texts, labels, [s["demo_ids"] for s in accepted], X_syn)
+        if method in ("llm", "combined"):
+            with self.reporter.task(f"label check ({method})", total=len(texts)) as step:
+                outcome = run_label_check(
+                    method, threshold, llm=self.llm, real=real_in, synthetic=syn_in,
+                    seed=self.config.seed, progress=step,
+                )  # fmt: skip
+        else:
+            outcome = run_label_check(method, threshold, llm=None, real=real_in, synthetic=syn_in)
         kept = [row for row, k in zip(accepted, outcome.keep, strict=True) if k]
         mismatched = [
             {**row, "reason": "label_mismatch", "label_score": round(float(score), 4)}
@@ -506,7 +514,9 @@ class Pipeline:
             if not k
         ]
         emptied = outcome.kept_whole_labels
-        info = {"label_check": {"method": g.label_check, "kept_whole_labels": emptied}}
+        info = {
+            "label_check": {"method": method, "threshold": threshold, "kept_whole_labels": emptied}
+        }
         for lab in emptied:
             self.reporter.message(
                 f"[yellow]warning:[/yellow] the label check would reject every sample of "

@@ -101,6 +101,29 @@ class LLM(Protocol):
     ) -> Iterator[tuple[int, Completion]]: ...
 
 
+@runtime_checkable
+class ContinuationScorer(Protocol):
+    """An LLM that can read its own next-token probabilities (a local model).
+
+    `continuation_logprobs` returns, for each continuation, log p(continuation | prefix +
+    query) under the model; the prefix is shared by many queries and read once.
+    """
+
+    def continuation_logprobs(
+        self, prefix: str, query: str, continuations: Sequence[str]
+    ) -> list[float]: ...
+
+
+def can_score(llm: object) -> bool:
+    """Whether `llm` (or the backend a cache wraps) can score continuations; a wrapper
+    whose answer depends on its backend says so in `scores_continuations`."""
+    inner = getattr(llm, "llm", llm)
+    flag = getattr(inner, "scores_continuations", None)
+    if flag is not None:
+        return bool(flag)
+    return isinstance(inner, ContinuationScorer)
+
+
 def generate(
     llm: LLM, prompt: Prompt, params: SamplingParams, indices: Sequence[int]
 ) -> list[Completion]:

@@ -17,6 +17,7 @@ from synalign.llm.base import (
     Prompt,
     Request,
     SamplingParams,
+    can_score,
     generate,
 )
 
@@ -94,6 +95,9 @@ class UsageCounter:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     retries: int = 0
+    # Label checks' scoring passes (no text generated), counted apart from the samples.
+    scorings: int = 0
+    scoring_cache_hits: int = 0
 
     def cost(self, price_input: float | None, price_output: float | None) -> float | None:
         """Cost in the prices' currency, from prices per million tokens; None if unpriced."""
@@ -111,6 +115,8 @@ class UsageCounter:
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "retries": self.retries,
+            "scorings": self.scorings,
+            "scoring_cache_hits": self.scoring_cache_hits,
         }
 
 
@@ -189,3 +195,23 @@ class CachedLLM:
         self, prompt: Prompt, params: SamplingParams, indices: list[int]
     ) -> list[Completion]:
         return generate(self, prompt, params, indices)
+
+    def continuation_logprobs(
+        self, prefix: str, query: str, continuations: Sequence[str]
+    ) -> list[float]:
+        """The wrapped backend's scores, each stored once like a sample."""
+        if not can_score(self.llm):
+            raise TypeError(f"the {self.backend} backend cannot score continuations")
+        payload = ["continuation_logprobs", self.backend, self.model, prefix, query]
+        blob = json.dumps([*payload, list(continuations)], ensure_ascii=False).encode()
+        key = hashlib.sha256(blob).hexdigest()
+        hit = self.cache.get(key)
+        if hit is not None:
+            with self._lock:
+                self.usage.scoring_cache_hits += 1
+            return [float(v) for v in json.loads(hit.text)]
+        scores = self.llm.continuation_logprobs(prefix, query, continuations)  # type: ignore[attr-defined]
+        self.cache.put(key, Completion(text=json.dumps(scores)))
+        with self._lock:
+            self.usage.scorings += 1
+        return scores

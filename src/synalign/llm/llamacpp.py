@@ -22,6 +22,13 @@ from synalign.llm.base import (
 from synalign.llm.shared_prefix import SharedPrefixDecoder, load_model
 
 
+def llama_get_logits(ctx: Any) -> Any:
+    """The last decoded token's logits (llama.cpp's C API)."""
+    import llama_cpp
+
+    return llama_cpp.llama_get_logits(ctx)
+
+
 def synalign_home() -> Path:
     """Where assembled models live; `SYNALIGN_HOME` moves it."""
     return Path(os.environ.get("SYNALIGN_HOME", Path.home() / ".cache" / "synalign"))
@@ -71,6 +78,8 @@ class LlamaCppLLM:
         self._model: Any = None
         self._decoder: SharedPrefixDecoder | None = None
         self._chat: Any = None
+        self._scorer: Any = None
+        self._scored_prefix: list[int] = []
 
     @property
     def backend(self) -> str:
@@ -117,6 +126,67 @@ class LlamaCppLLM:
     @property
     def has_chat_template(self) -> bool:
         return "tokenizer.chat_template" in (self._weights().metadata() or {})
+
+    def _scoring_model(self, n_tokens: int) -> Any:
+        """A context with full logits access, grown (in steps of 2,048) to hold `n_tokens`."""
+        need = -(-max(n_tokens, 2048) // 2048) * 2048
+        if self._scorer is None or self._scorer.n_ctx() < need:
+            from llama_cpp import Llama
+
+            path = self.model_path or bundled_model_path()
+            self.model_path = path
+            with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
+                self._scorer = Llama(
+                    model_path=str(path),
+                    n_ctx=need,
+                    n_threads=self.n_threads,
+                    n_batch=512,
+                    verbose=False,
+                )
+            self._scored_prefix = []
+        return self._scorer
+
+    def continuation_logprobs(
+        self, prefix: str, query: str, continuations: Sequence[str]
+    ) -> list[float]:
+        """log p(continuation | prefix + query); the prefix stays in the context between calls."""
+        import numpy as np
+
+        model = self._scoring_model(0)
+        tokenize = model.tokenize
+        pre = tokenize(prefix.encode(), add_bos=True, special=False)
+        ask = tokenize(query.encode(), add_bos=False, special=False)
+        conts = [tokenize(c.encode(), add_bos=False, special=False) for c in continuations]
+        if any(not c for c in conts):
+            raise ValueError("every continuation must be at least one token")
+        total = len(pre) + len(ask) + max(len(c) for c in conts)
+        if total > model.n_ctx():
+            model = self._scoring_model(total)
+        if self._scored_prefix != pre:
+            model.reset()
+            model.eval(pre)
+            self._scored_prefix = pre
+        n_vocab = model.n_vocab()
+
+        def logprobs_after(tokens: list[int], start: int) -> Any:
+            model.n_tokens = start
+            model.eval(tokens)
+            z = np.ctypeslib.as_array(llama_get_logits(model.ctx), shape=(n_vocab,)).astype(
+                np.float64
+            )
+            z -= z.max()
+            return z - np.log(np.exp(z).sum())
+
+        base = len(pre) + len(ask)
+        first = logprobs_after(ask, len(pre))
+        out = []
+        for tokens in conts:
+            total_lp = float(first[tokens[0]])
+            for j in range(1, len(tokens)):
+                total_lp += float(logprobs_after([tokens[j - 1]], base + j - 1)[tokens[j]])
+            out.append(total_lp)
+        model.n_tokens = len(pre)
+        return out
 
     def generate(
         self, prompt: Prompt, params: SamplingParams, indices: list[int]
