@@ -142,6 +142,11 @@ def test_methods_differ_from_synalign_in_one_setting_each() -> None:
     assert base.settings(RunConfig(), scorer=False)["label_check"] == "classifier"
     assert base.settings(RunConfig(), scorer=False)["label_check_threshold"] == 0.9
     assert base.settings(RunConfig())["label_check"] == "combined"
+    # Only a method whose own change is the LLM's check is left out without token
+    # probabilities; `synalign` then falls back to the classifier.
+    from synalign.evaluate import _asks_scorer
+
+    assert [m for m in METHOD_NAMES if _asks_scorer(method(m))] == ["llm-check"]
     assert method("naive").settings(RunConfig())["label_check"] == "none"
     assert "no label check" in method("naive").describe(RunConfig())
     assert "ESS" in base.describe(RunConfig())

@@ -535,9 +535,10 @@ def evaluate(
     methods: Annotated[
         str,
         typer.Option(
-            help="Comma list of real, naive, synalign, no-esm, no-lar, no-check, knn-check, "
-            "no-sda, no-floor, joint, resample, kmm, judge-check (with --judge), or 'all' "
-            "('real' is always included). Each is described in the report."
+            help="Comma list of real, naive, synalign, no-esm, no-lar, no-check, llm-check "
+            "(local model only), classifier-check, knn-check, no-sda, no-floor, joint, "
+            "resample, kmm, judge-check (with --judge), or 'all' ('real' is always "
+            "included). Each is described in the report."
         ),
     ] = "all",
     model: Annotated[

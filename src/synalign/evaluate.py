@@ -69,7 +69,7 @@ class Method:
     def settings(self, config: RunConfig, scorer: bool = True) -> dict[str, Any]:
         """The method's effective settings under a pipeline config; `scorer`: whether the
         LLM exposes token probabilities (what `label_check = "auto"` resolves by)."""
-        from synalign.likelihood_check import DEFAULT_THRESHOLDS
+        from synalign.likelihood_check import label_check_settings
 
         out: dict[str, Any] = {
             "label_check": config.generate.label_check,
@@ -80,10 +80,9 @@ class Method:
             "use": "weights",
         }
         out.update(dict(self.changes))
-        if out["label_check"] == "auto":
-            out["label_check"] = "combined" if scorer else "classifier"
-        if out["label_check_threshold"] is None:
-            out["label_check_threshold"] = DEFAULT_THRESHOLDS.get(out["label_check"], 1.0)
+        out["label_check"], out["label_check_threshold"] = label_check_settings(
+            out["label_check"], out["label_check_threshold"], scorer
+        )
         return out
 
     def describe(self, config: RunConfig, scorer: bool = True) -> str:
@@ -162,6 +161,12 @@ _RESERVED_KEYS: dict[str, str] = {
     "explore.method": "each method sets it",
     "generate.attributes": "each method sets it",
 }
+
+
+def _asks_scorer(m: Method) -> bool:
+    from synalign.likelihood_check import NEEDS_SCORER
+
+    return dict(m.changes).get("label_check") in NEEDS_SCORER
 
 
 def method(name: str) -> Method:
@@ -838,6 +843,14 @@ class Evaluation:
         self._scoring_llm: Any = None
         self.label_scorings_ = 0
         scorer = self._scorer
+        # A method whose own change is a check by the LLM needs token probabilities; with
+        # a backend that has none it is left out (like judge-check without --judge).
+        self.methods_ = [n for n in c.methods if scorer or not _asks_scorer(_METHOD[n])]
+        for name in sorted(set(c.methods) - set(self.methods_)):
+            self.reporter.message(
+                f"{name}: left out, its label check needs token probabilities (the local "
+                "llama.cpp backend)"
+            )
         atomic_write_text(
             self.eval_dir / "evaluation.json",
             json.dumps(
@@ -853,7 +866,7 @@ class Evaluation:
                             "description": m.describe(base, scorer),
                         }
                         for m in METHODS
-                        if m.name in c.methods
+                        if m.name in self.methods_
                     },
                     "variants": {v: VARIANTS[v] for v in c.variants()},
                     "test_records": len(test),
@@ -1027,7 +1040,7 @@ class Evaluation:
         for v, s in syn.items():
             arrays[f"X_syn__{v}"] = s["X"].astype(np.float32)
             arrays[f"y_syn__{v}"] = _text_array(s["labels"].tolist())
-        for name in c.methods:
+        for name in self.methods_:
             m = _METHOD[name]
             self.reporter.message(f"seed {seed} · training and testing: {name}")
             s, w = None, None
@@ -1103,7 +1116,7 @@ class Evaluation:
         """Which synthetic rows the method's label check keeps (all without a check). The
         LLM's scores are cached beside the evaluation, so a re-run or another method on the
         same generated set asks the LLM nothing."""
-        from synalign.likelihood_check import run_label_check
+        from synalign.likelihood_check import NEEDS_SCORER, run_label_check
         from synalign.llm.cache import CachedLLM, ResponseCache
 
         n = len(s["texts"])
@@ -1112,7 +1125,7 @@ class Evaluation:
             return np.ones(n, dtype=bool)
         if method == "judge":
             return np.asarray(s["judged"] == s["labels"])
-        asks_llm = method in ("llm", "combined")
+        asks_llm = method in NEEDS_SCORER
         if asks_llm and not self._scorer:
             raise ConfigError(
                 f"label_check = '{method}' needs the local llama.cpp backend (token "

@@ -28,6 +28,7 @@ from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 import numpy as np
+from scipy.special import softmax
 
 from synalign.consistency import LabelCheck, LabelConsistencyFilter, check_probabilities
 from synalign.errors import ConfigError
@@ -114,10 +115,7 @@ class LikelihoodLabelFilter:
             S[i] = self._raw(text)
             if progress:
                 progress(1)
-        S -= self.content_free_
-        S -= S.max(axis=1, keepdims=True) if len(texts) else 0.0
-        P = np.exp(S)
-        return P / P.sum(axis=1, keepdims=True) if len(texts) else P
+        return softmax(S - self.content_free_, axis=1)
 
     def check(
         self,
@@ -138,21 +136,30 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
 }
 
 
-def resolve_label_check(method: str, threshold: float | None, llm: Any) -> tuple[str, float]:
+NEEDS_SCORER: tuple[str, ...] = ("llm", "combined")
+
+
+def label_check_settings(method: str, threshold: float | None, scorer: bool) -> tuple[str, float]:
     """The label check a config asks for: `auto` is the LLM's judgement averaged with the
-    embedding classifier's when the backend exposes token probabilities, else the
-    classifier alone; an unset threshold is the method's measured default."""
+    embedding classifier's when the backend exposes token probabilities (`scorer`), else
+    the classifier alone; an unset threshold is the method's measured default."""
     if method == "auto":
-        method = "combined" if can_score(llm) else "classifier"
-    if method in ("llm", "combined") and not can_score(llm):
+        method = "combined" if scorer else "classifier"
+    if threshold is None:
+        threshold = DEFAULT_THRESHOLDS.get(method, 1.0)
+    return method, float(threshold)
+
+
+def resolve_label_check(method: str, threshold: float | None, llm: Any) -> tuple[str, float]:
+    """`label_check_settings` for this LLM; a check it cannot serve is a config error."""
+    method, threshold = label_check_settings(method, threshold, can_score(llm))
+    if method in NEEDS_SCORER and not can_score(llm):
         raise ConfigError(
             f"generate.label_check = '{method}' needs token probabilities, which only the "
             "local llama.cpp backend gives; set generate.label_check = 'auto' or "
             "'classifier' for this backend"
         )
-    if method == "none":
-        return method, 1.0
-    return method, DEFAULT_THRESHOLDS[method] if threshold is None else float(threshold)
+    return method, threshold
 
 
 def run_label_check(
@@ -175,7 +182,7 @@ def run_label_check(
     texts_s, labels_s, demos_s, X_s = synthetic
     probabilities = []
     classes: np.ndarray | None = None
-    if method in ("llm", "combined"):
+    if method in NEEDS_SCORER:
         judge = LikelihoodLabelFilter(llm, seed=seed).fit(texts_r, labels_r)
         probabilities.append(judge.label_probabilities(texts_s, progress))
         classes = judge.classes_

@@ -7,6 +7,7 @@ re-run, and its LLM calls and embeddings come back from the caches under `cache/
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -488,7 +489,7 @@ class Pipeline:
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
         """Moves samples whose label the real texts contradict to the rejected ones
         (reason `label_mismatch`, with the judge's score)."""
-        from synalign.likelihood_check import resolve_label_check, run_label_check
+        from synalign.likelihood_check import NEEDS_SCORER, resolve_label_check, run_label_check
 
         g = self.config.generate
         real = self._real()
@@ -499,14 +500,13 @@ class Pipeline:
         real_in = ([r.text for r in real], [r.label for r in real], [r.id for r in real], X_real)
         labels = [s["label"] for s in accepted]
         syn_in = (texts, labels, [s["demo_ids"] for s in accepted], X_syn)
-        if method in ("llm", "combined"):
-            with self.reporter.task(f"label check ({method})", total=len(texts)) as step:
-                outcome = run_label_check(
-                    method, threshold, llm=self.llm, real=real_in, synthetic=syn_in,
-                    seed=self.config.seed, progress=step,
-                )  # fmt: skip
-        else:
-            outcome = run_label_check(method, threshold, llm=None, real=real_in, synthetic=syn_in)
+        asks_llm = method in NEEDS_SCORER
+        bar = self.reporter.task(f"label check ({method})", total=len(texts))
+        with bar if asks_llm else contextlib.nullcontext(None) as step:
+            outcome = run_label_check(
+                method, threshold, llm=self.llm, real=real_in, synthetic=syn_in,
+                seed=self.config.seed, progress=step,
+            )  # fmt: skip
         kept = [row for row, k in zip(accepted, outcome.keep, strict=True) if k]
         mismatched = [
             {**row, "reason": "label_mismatch", "label_score": round(float(score), 4)}

@@ -31,6 +31,11 @@ def cache_key(backend: str, model: str, prompt: Prompt, params: SamplingParams, 
         "params": params.as_dict(),
         "index": index,
     }
+    return digest(payload)
+
+
+def digest(payload: object) -> str:
+    """SHA-256 of a JSON payload: the cache key of whatever it describes."""
     blob = json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()
     return hashlib.sha256(blob).hexdigest()
 
@@ -202,9 +207,9 @@ class CachedLLM:
         """The wrapped backend's scores, each stored once like a sample."""
         if not can_score(self.llm):
             raise TypeError(f"the {self.backend} backend cannot score continuations")
-        payload = ["continuation_logprobs", self.backend, self.model, prefix, query]
-        blob = json.dumps([*payload, list(continuations)], ensure_ascii=False).encode()
-        key = hashlib.sha256(blob).hexdigest()
+        key = digest(
+            ["continuation_logprobs", self.backend, self.model, prefix, query, list(continuations)]
+        )
         hit = self.cache.get(key)
         if hit is not None:
             with self._lock:

@@ -106,21 +106,24 @@ class LlamaCppLLM:
             )
         return self._decoder
 
+    def _context(self, n_ctx: int) -> Any:
+        """A high-level llama-cpp-python context on the model file, quietly loaded."""
+        from llama_cpp import Llama
+
+        self.model_path = self.model_path or bundled_model_path()
+        with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
+            return Llama(
+                model_path=str(self.model_path),
+                n_ctx=n_ctx,
+                n_threads=self.n_threads,
+                n_batch=512,
+                verbose=False,
+                seed=0,
+            )
+
     def _chat_model(self) -> Any:
         if self._chat is None:
-            from llama_cpp import Llama
-
-            path = self.model_path or bundled_model_path()
-            self.model_path = path
-            with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
-                self._chat = Llama(
-                    model_path=str(path),
-                    n_ctx=self.n_ctx,
-                    n_threads=self.n_threads,
-                    n_batch=512,
-                    verbose=False,
-                    seed=0,
-                )
+            self._chat = self._context(self.n_ctx)
         return self._chat
 
     @property
@@ -131,18 +134,7 @@ class LlamaCppLLM:
         """A context with full logits access, grown (in steps of 2,048) to hold `n_tokens`."""
         need = -(-max(n_tokens, 2048) // 2048) * 2048
         if self._scorer is None or self._scorer.n_ctx() < need:
-            from llama_cpp import Llama
-
-            path = self.model_path or bundled_model_path()
-            self.model_path = path
-            with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
-                self._scorer = Llama(
-                    model_path=str(path),
-                    n_ctx=need,
-                    n_threads=self.n_threads,
-                    n_batch=512,
-                    verbose=False,
-                )
+            self._scorer = self._context(need)
             self._scored_prefix = []
         return self._scorer
 
@@ -151,6 +143,7 @@ class LlamaCppLLM:
     ) -> list[float]:
         """log p(continuation | prefix + query); the prefix stays in the context between calls."""
         import numpy as np
+        from scipy.special import log_softmax
 
         model = self._scoring_model(0)
         tokenize = model.tokenize
@@ -171,11 +164,8 @@ class LlamaCppLLM:
         def logprobs_after(tokens: list[int], start: int) -> Any:
             model.n_tokens = start
             model.eval(tokens)
-            z = np.ctypeslib.as_array(llama_get_logits(model.ctx), shape=(n_vocab,)).astype(
-                np.float64
-            )
-            z -= z.max()
-            return z - np.log(np.exp(z).sum())
+            z = np.ctypeslib.as_array(llama_get_logits(model.ctx), shape=(n_vocab,))
+            return log_softmax(z.astype(np.float64))
 
         base = len(pre) + len(ask)
         first = logprobs_after(ask, len(pre))
