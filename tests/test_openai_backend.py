@@ -229,6 +229,24 @@ def test_chat_family_through_server(smollm_path: str, tmp_path: Path) -> None:
         assert rows and all(r["prompt_family"] == "chat" for r in rows)
 
 
+def test_base_model_given_chat_prompts_is_told_to_use_completion(
+    server: LlamaServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bundled base model served over HTTP gets chat prompts by default; it echoes
+    them or runs to the token limit, and the error names the prompt family first."""
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    config = _config(tmp_path, "base-chat", server.base_url, prompt_family="auto", max_tokens=32)
+    with pytest.raises(SynAlignError) as info:
+        Pipeline(config).run(until="generate")
+    message = str(info.value)
+    rows = read_jsonl(config.run_dir / "rejected.jsonl")
+    assert rows and all(r["prompt_family"] == "chat" for r in rows)
+    assert message.startswith("no synthetic sample was accepted"), message
+    fixes = message.split("); ", 1)[-1]
+    assert 'set llm.prompt_family = "completion"' in fixes, message
+    assert fixes.index("llm.prompt_family") < fixes.index("generate.samples_per_label")
+
+
 def test_retry_after_header_is_read() -> None:
     class Response:
         def __init__(self, headers: dict[str, str]) -> None:

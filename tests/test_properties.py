@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -25,6 +25,7 @@ from synalign.data import read_records, write_records
 from synalign.errors import InputError
 from synalign.explore import DemonstrationSelector, GPUncertaintyTracker, RandomSelector
 from synalign.kernels import mmd2, rbf_kernel
+from synalign.records import has_line_break
 
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -386,20 +387,24 @@ _TRICKY = [
     "\x85", "\u2028", "\u2029", "\ufeff", "\xa0", " ", "{", "}", "[", "]", ":",
     "😀", "👩‍👩‍👧", "é", "中", "\u200b",
 ]  # fmt: skip
-# Lone surrogates (category Cs) are left out: they are not Unicode scalar values, cannot be
-# encoded as UTF-8 (so no UTF-8 file or Arrow string can hold them) and no reader can
-# return them; the writers refuse them with UnicodeEncodeError instead of writing anything.
+# Lone surrogates (category Cs) are left out: they are not Unicode scalar values and UTF-8
+# cannot store them, so readers and writers put U+FFFD in their place (test_bad_values.py).
 _piece = st.one_of(st.characters(exclude_categories=["Cs"]), st.sampled_from(_TRICKY))
+_one_line_piece = _piece.filter(lambda c: not has_line_break(c))
 
 
-def _strings(max_pieces: int) -> st.SearchStrategy[str]:
-    return st.lists(_piece, max_size=max_pieces).map("".join)
+def _strings(max_pieces: int, piece: st.SearchStrategy[str] = _piece) -> st.SearchStrategy[str]:
+    return st.lists(piece, max_size=max_pieces).map("".join)
 
 
 _texts = _strings(24)
-# Labels: arbitrary strings, plus numbers spelled as integral floats, which the CSV reader
-# (untyped: a numeric column with gaps is written as "1.0") maps to "1".
-_labels = st.one_of(_strings(8), st.from_regex(r"[+-]?\d{1,4}\.0{1,3}", fullmatch=True))
+# Labels: strings of one line (a label with a line break is refused, see below), plus
+# numbers spelled as integral floats, which the CSV reader (untyped: a numeric column with
+# gaps is written as "1.0") maps to "1".
+_labels = st.one_of(
+    _strings(8, _one_line_piece), st.from_regex(r"[+-]?\d{1,4}\.0{1,3}", fullmatch=True)
+)
+_LINE_BREAKS = ["\n", "\r", "\r\n", "\x0b", "\x0c", "\x1c", "\x85", "\u2028", "\u2029"]
 _INTEGRAL_FLOAT = re.compile(r"[+-]?\d+\.0+")
 
 
@@ -493,6 +498,27 @@ def _write_tsv(path: Path, rows: list[dict[str, str]]) -> None:
 
 def _write_json_array(path: Path, rows: list[dict[str, str]]) -> None:
     path.write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
+def test_a_label_with_a_line_break_is_refused(fmt: str) -> None:
+    """Whatever the rest of the table, one label spanning two lines (any line break, inside
+    the label) stops the read with the error naming it, unless its row has no text."""
+
+    @settings(max_examples=30, deadline=None)
+    @given(table=tables(), at=st.integers(0, 5), brk=st.sampled_from(_LINE_BREAKS))
+    def check(table: tuple[list[dict[str, str]], bool], at: int, brk: str) -> None:
+        rows, with_ids = table
+        row = rows[at % len(rows)]
+        assume(row["text"].strip())  # a row without text is dropped before its label is read
+        row["label"] = f"a{brk}b{row['label']}"
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"data.{fmt}"
+            write_records(path, rows, fmt=fmt)
+            with pytest.raises(InputError, match="holds a line break; a label must be one"):
+                read_records(path, id_column="id" if with_ids else None)
+
+    check()
 
 
 @pytest.mark.parametrize(("fmt", "write"), [("tsv", _write_tsv), ("json", _write_json_array)])

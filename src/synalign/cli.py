@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import typer.main
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -73,8 +74,13 @@ RayAddressOption = Annotated[
         "or HOST:6379; $RAY_ADDRESS, else a Ray instance on this machine, if unset.",
     ),
 ]
-NameOption = Annotated[str | None, typer.Option(help="Run name: the folder under --runs-dir.")]
-RunsDirOption = Annotated[str | None, typer.Option(help="Parent folder of run directories.")]
+NameOption = Annotated[
+    str | None,
+    typer.Option(help="Run name: the folder under --runs-dir (config key `name`)."),
+]
+RunsDirOption = Annotated[
+    str | None, typer.Option(help="Parent folder of run directories (config key `runs_dir`).")
+]
 ForceOption = Annotated[
     bool, typer.Option("--force", help="Re-run every stage even if it is up to date.")
 ]
@@ -236,6 +242,8 @@ def demo(
 def run(
     config_file: Annotated[Path, typer.Argument(help="TOML config file (see README).")],
     set_: SetOption = None,
+    name: NameOption = None,
+    runs_dir: RunsDirOption = None,
     llm: LLMOption = None,
     model: ModelOption = None,
     base_url: BaseUrlOption = None,
@@ -243,10 +251,18 @@ def run(
     executor: ExecutorOption = None,
     ray_address: RayAddressOption = None,
 ) -> None:
-    """Run the whole pipeline from a TOML config; finished stages are skipped."""
+    """Run the whole pipeline from a TOML config; finished stages are skipped.
+
+    --name and --runs-dir override the config's `name` and `runs_dir`."""
+    location = [
+        f"{key}={json.dumps(value)}"
+        for key, value in (("name", name), ("runs_dir", runs_dir))
+        if value is not None
+    ]
     config = load_config(
         config_file,
         [
+            *location,
             *(set_ or []),
             *_llm_overrides(llm, model, base_url),
             *_executor_overrides(executor, ray_address),
@@ -659,19 +675,79 @@ def datasets_list(
     out.print(table)
 
 
+def _click_classes() -> tuple[type[Exception], type[Exception]]:
+    """UsageError and ClickException of the click that typer runs on: typer >= 0.29 ships
+    its own copy of click, whose exceptions are not the `click` package's."""
+    bases = {c.__name__: c for c in typer.BadParameter.__mro__}
+    return bases["UsageError"], bases["ClickException"]
+
+
+def _closest(word: str, choices: list[str]) -> str | None:
+    import difflib
+
+    found = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def _command_of(argv: list[str]) -> tuple[str, Any]:
+    """The command path a user typed (`synalign datasets list`) and its click command:
+    a parse error raised before the command's context exists carries neither."""
+    command: Any = typer.main.get_command(app)
+    path = ["synalign"]
+    for arg in argv:
+        sub = getattr(command, "commands", {}).get(arg)
+        if sub is None:
+            break
+        path.append(arg)
+        command = sub
+    return " ".join(path), command
+
+
+def usage_line(e: Exception, argv: list[str]) -> str:
+    """A usage error as one line: what was wrong, the closest valid option or command,
+    and where the help is."""
+    ctx = getattr(e, "ctx", None)
+    path, command = _command_of(argv)
+    if ctx is not None:
+        path, command = ctx.command_path, ctx.command
+    hint = None
+    if type(e).__name__ == "NoSuchOption":
+        message = " ".join(str(getattr(e, "message", e)).split())
+        options = [o for p in command.params for o in (*p.opts, *p.secondary_opts)]
+        hint = _closest(str(getattr(e, "option_name", "")), [*options, "--help"])
+    else:
+        message = " ".join(e.format_message().split()).rstrip(".")  # type: ignore[attr-defined]
+        if message.startswith("No such command"):
+            message = message.split(". Did you mean", 1)[0]  # click's own hint, reworded
+            name = message.split("'")[1] if "'" in message else ""
+            hint = _closest(name, list(getattr(command, "commands", {})))
+    suggestion = f" (did you mean {hint}?)" if hint else ""
+    return f"{message[:1].lower()}{message[1:]}{suggestion}; see '{path} --help'"
+
+
 def main() -> None:
     """Entry point: user mistakes end in one line on stderr, never a traceback."""
-    import click
-
+    usage_error, click_exception = _click_classes()
     try:
-        code = app(standalone_mode=False)
+        code = app(standalone_mode=False, prog_name="synalign")
     except SynAlignError as e:
         err.print(f"[bold red]error:[/bold red] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    except click.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except usage_error as e:
+        if type(e).__name__ == "NoArgsIsHelpError":  # a bare `synalign`: its help
+            ctx = getattr(e, "ctx", None)
+            out.print(ctx.get_help() if ctx is not None else "", highlight=False, markup=False)
+            sys.exit(2)
+        err.print(
+            f"[bold red]error:[/bold red] {escape(usage_line(e, sys.argv[1:]))}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(2)
+    except click_exception as e:
+        e.show()  # type: ignore[attr-defined]
+        sys.exit(e.exit_code)  # type: ignore[attr-defined]
+    except (KeyboardInterrupt, typer.Abort):
         code = 130
     if code == 130:  # typer turns Ctrl-C into exit code 130
         err.print(

@@ -27,7 +27,14 @@ from typing import IO, Any
 import numpy as np
 
 from synalign.errors import ConfigError, InputError
-from synalign.records import Record
+from synalign.records import SURROGATE as _SURROGATE
+from synalign.records import (
+    Record,
+    has_line_break,
+    has_surrogate,
+    quoted,
+    without_surrogates,
+)
 
 READ_SUFFIXES: tuple[str, ...] = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".parquet")
 WRITE_FORMATS: tuple[str, ...] = ("jsonl", "csv", "parquet", "hf")
@@ -471,7 +478,12 @@ def _to_records(
     seen_text: dict[str, dict[str, str]] = {}
     duplicates: list[tuple[str, str]] = []
     conflicts: list[tuple[str, str, str, str]] = []
+    surrogates: list[tuple[str, str]] = []
     for index, (row, where) in enumerate(zip(table.rows, table.where, strict=True)):
+        bad = [str(k) for k, v in row.items() if has_surrogate(k) or has_surrogate(v)]
+        if bad:
+            surrogates.append((where, bad[0]))
+            row = without_surrogates(row)
         text = _cell(row.get(text_column), source, where, text_column, "text")
         if text is None:
             empty_text += 1
@@ -482,6 +494,12 @@ def _to_records(
         if label is None:
             no_label += 1
             continue
+        if has_line_break(label):
+            raise InputError(
+                f"{source} {where}: the label in column '{label_column}'"
+                f" ({quoted(label)}) holds a line break; a label must"
+                " be one line (prompts show it on one), so rename it in the file"
+            )
         if not table.untyped:
             raw = row.get(label_column)
             kind = "a string" if isinstance(raw, str) else _json_kind(raw)
@@ -514,6 +532,13 @@ def _to_records(
         meta = {k: v for k, v in row.items() if k not in skip}
         records.append(Record(id=rid, text=text, label=label, meta=meta))
     warnings: list[str] = []
+    if surrogates:
+        where, column = surrogates[0]
+        warnings.append(
+            f"replaced lone surrogates (invalid Unicode such as '\\ud800', often half an"
+            f" emoji) with U+FFFD in {_rows(len(surrogates))} of {source} (e.g. {where},"
+            f" column '{_printable(column)}'); fix the text at its source to keep the character"
+        )
     if empty_text:
         warnings.append(f"dropped {_rows(empty_text)} with empty text in {source}")
     if no_label:
@@ -546,6 +571,10 @@ def _to_records(
             f" ('{label_column}'); check the column names and the file's contents"
         )
     return LoadResult(records, warnings)
+
+
+def _printable(text: str) -> str:
+    return _SURROGATE.sub("\ufffd", text)
 
 
 def _rows(n: int) -> str:
@@ -613,7 +642,10 @@ def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
     """One JSON object per line, non-ASCII kept readable, streamed to a temp file."""
     with _atomic_open(path, binary=False) as f:
         for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False))
+            line = json.dumps(row, ensure_ascii=False)
+            if _SURROGATE.search(line):  # kept as a JSON escape, which reads back the same
+                line = json.dumps(row)
+            f.write(line)
             f.write("\n")
 
 
@@ -635,11 +667,13 @@ def _infer_format(path: Path) -> str:
 
 def _dense(rows: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
     """Give every row every column: Arrow and datasets infer columns from the first row only.
+    Lone surrogates become U+FFFD: CSV, Parquet and datasets store UTF-8 only.
 
     With no rows the columns are id, text and label, so an empty output still has a schema.
     """
-    columns = _union_columns(rows) or list(_RESERVED)
-    return columns, [{c: row.get(c) for c in columns} for row in rows]
+    columns = [without_surrogates(c) for c in _union_columns(rows)] or list(_RESERVED)
+    clean = [without_surrogates(r) if has_surrogate(r) else r for r in rows]
+    return columns, [{c: row.get(c) for c in columns} for row in clean]
 
 
 def write_records(path: str | Path, rows: list[dict[str, Any]], fmt: str | None = None) -> None:

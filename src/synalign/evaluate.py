@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from rich.markup import escape
 
 from synalign.config import GenerateConfig, RunConfig, build_config, parse_override
 from synalign.embeddings import CachedEmbedder, Embedder, SentenceTransformerEmbedder
@@ -763,17 +764,30 @@ class Evaluation:
     # ----- data ------------------------------------------------------------------------
 
     def _load(self) -> tuple[list[Record], list[Record]]:
+        """The training pool and the test set, each without empty or repeated rows (as a
+        run reads its real data), with a warning when test texts also occur in the pool."""
         c = self.config
         if c.dataset:
             from synalign.datasets import load_split
 
             return load_split(c.dataset, "train"), load_split(c.dataset, "test")
         from synalign.data import read_records
+        from synalign.filters import normalise
 
-        train = read_records(c.train_path or "", c.text_column, c.label_column)
-        test = read_records(c.test_path or "", c.text_column, c.label_column)
-        for w in train.warnings + test.warnings:
-            self.reporter.message(f"[yellow]warning:[/yellow] {w}")
+        train = read_records(c.train_path or "", c.text_column, c.label_column, dedupe=True)
+        test = read_records(c.test_path or "", c.text_column, c.label_column, dedupe=True)
+        warnings = train.warnings + test.warnings
+        pool = {normalise(r.text) for r in train.records}
+        shared = [r for r in test.records if normalise(r.text) in pool]
+        if shared:
+            warnings.append(
+                f"{len(shared)} of {len(test.records)} test texts in {c.test_path} also occur"
+                f" in the training pool {c.train_path} (e.g. {shared[0].text[:60]!r}): shots"
+                " drawn from the pool can be test texts, which inflates every method's score;"
+                " remove them from one of the files"
+            )
+        for w in warnings:
+            self.reporter.message(f"[yellow]warning:[/yellow] {escape(w)}")
         return train.records, test.records
 
     def _check_labels(self, train: list[Record], test: list[Record]) -> None:

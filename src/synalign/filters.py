@@ -21,6 +21,8 @@ REASONS = (
     "unparseable",  # a chat answer (or one of its items) that holds no sample text
     "missing",  # a chat answer with fewer samples than asked
     "wrong_label",  # a chat item whose own label is not the one asked for
+    "refusal",  # the model declines ("I cannot help with that")
+    "narration",  # the model talks about its answer ("Sure! Here are 5 reviews:")
     "too_short",
     "too_long",
     "prompt_echo",  # prompt scaffolding: tag lines, headers, example tags
@@ -35,6 +37,27 @@ REASONS = (
 
 _PROMPT_MARKERS = re.compile(r"(^|\s)(attributes:|texts:|<example>|</example>)", re.IGNORECASE)
 _WORD = re.compile(r"[^\W\d_]+")  # a run of letters: digits and '_' are not words here
+# Assistant talk where a sample should be: a chat model that declines, or that introduces
+# or closes its answer. Each is switched off when it matches a real text (see SampleFilter).
+_ASSISTANT_TALK: dict[str, re.Pattern[str]] = {
+    "refusal": re.compile(
+        r"^\W*(?:i(?:'m| am) sorry,? but i\b|sorry,? (?:but )?i (?:can(?:no|')t|won't)\b"
+        r"|i (?:can(?:no|')t|can not|won't|will not|(?:am|'m) (?:unable|not able) to)"
+        r" (?:help|assist|comply|fulfil|provide|create|generate|write|produce|do that)\b"
+        r"|as an ai\b|as a (?:large )?language model\b|i(?:'m| am) an ai\b)",
+        re.IGNORECASE,
+    ),
+    "narration": re.compile(
+        r"^\W*(?:(?:sure|certainly|of course|okay|ok|absolutely|here you go)\b[\s!,.]*"
+        r"(?:here|below|these|the following|i(?:'ll| will| can|'d| would)(?: be happy to)?"
+        r" (?:help|write|create|generate|give|provide|do)\b)"
+        r"|here (?:is|are|'s) (?:\d+|some|a few|a list|another|more|new|two|three|four|five"
+        r"|six|seven|eight|nine|ten)\b[^.!?]*:"
+        r"|(?:below|the following) (?:is|are) (?:\d+|some|a few|the|my|your|an?)\b)"
+        r"|\bi hope (?:these|this|that) helps?\W*$|\blet me know if you (?:need|want|would)\b",
+        re.IGNORECASE,
+    ),
+}
 # one to four characters repeated at least twelve times in a row ("hahahaha...", "!!!!...")
 _CHAR_LOOP = re.compile(r"(\S{1,4}?)\1{11,}")
 
@@ -239,6 +262,10 @@ class LanguageProfile:
         )
 
 
+def _fold_quotes(text: str) -> str:
+    return text.replace("\u2019", "'").replace("\u2018", "'")
+
+
 def _letters(words: Sequence[str]) -> str:
     return " " + " ".join(words) + " "
 
@@ -250,6 +277,8 @@ class SampleFilter:
     least this share of its trigrams repeat an earlier one (or a unit of up to four
     characters runs eight times); real texts essentially never do.
     `language`: check `wrong_language` against a `LanguageProfile` of the real texts.
+    `refusal` / `narration`: assistant talk instead of a sample; a pattern that matches
+    any real text is part of the data's own language and is not applied.
     """
 
     def __init__(
@@ -276,6 +305,12 @@ class SampleFilter:
         longest = max((word_count(t) for t in texts), default=50)
         self.max_words_ = self.max_words or max(2 * longest, self.min_words + 1)
         self.language_ = LanguageProfile().fit(texts) if self.language and texts else None
+        folded = [_fold_quotes(t) for t in texts]
+        self.assistant_talk_ = {
+            why: pattern
+            for why, pattern in _ASSISTANT_TALK.items()
+            if not any(pattern.search(t) for t in folded)
+        }
         self.seen_: set[str] = set()
         return self
 
@@ -303,6 +338,10 @@ class SampleFilter:
             return "empty"
         if self.language_ is not None and self.language_.foreign_script(text):
             return "wrong_language"  # before the word count: Chinese has no spaces
+        folded = _fold_quotes(text)
+        for why, pattern in self.assistant_talk_.items():
+            if pattern.search(folded):
+                return why
         n_words = word_count(text)
         if n_words < self.min_words:
             return "too_short"

@@ -42,9 +42,9 @@ from synalign.filters import SampleFilter
 from synalign.llm.base import LLM, SamplingParams
 from synalign.llm.cache import CachedLLM, ResponseCache
 from synalign.progress import Reporter, SilentReporter
-from synalign.prompts import PromptFamily, TaskSpec, prompt_family, word_count
+from synalign.prompts import PromptFamily, TaskSpec, label_problem, prompt_family, word_count
 from synalign.reason import Cluster, LatentAttributeGenerator, stable_seed
-from synalign.records import Record, labels_of
+from synalign.records import Record, labels_of, quoted
 
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EACCES, errno.EROFS, errno.EDQUOT, errno.EPERM}
 
@@ -106,18 +106,36 @@ def run_lock(run_dir: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def no_sample_message(labels: list[str], rejected: list[dict[str, Any]], path: Path) -> str:
+# What a base (not instruction-tuned) model does with a chat prompt: it continues the
+# prompt's own text, runs to the token limit, or writes no JSON array at all.
+BASE_MODEL_SIGNS = ("prompt_echo", "truncated", "missing", "unparseable")
+
+
+def no_sample_message(
+    labels: list[str],
+    rejected: list[dict[str, Any]],
+    path: Path,
+    prompt_family: str | None = None,
+) -> str:
     """Why a generate stage ended with nothing accepted for `labels`: each label's most
-    frequent rejection reasons, with counts."""
+    frequent rejection reasons, with counts, and the most likely fix first."""
     parts = []
     for label in labels:
         counts = Counter(r["reason"] for r in rejected if r["label"] == label)
         top = ", ".join(f"{why} {n}" for why, n in counts.most_common(3))
         parts.append(f"{label!r} (rejected: {top or 'no sample was generated'})")
+    fix = "raise generate.samples_per_label or relax generate.min_words / near_copy"
+    signs = sum(r["reason"] in BASE_MODEL_SIGNS for r in rejected)
+    if prompt_family == "chat" and rejected and signs >= 0.5 * len(rejected):
+        fix = (
+            f"{signs} of {len(rejected)} rejections are {' / '.join(BASE_MODEL_SIGNS)}, what a"
+            " base model does with chat prompts: if llm.model is a base (not"
+            ' instruction-tuned) model, set llm.prompt_family = "completion"'
+            " (--set 'llm.prompt_family=\"completion\"'); otherwise " + fix
+        )
     return (
-        f"no synthetic sample was accepted for label(s) {'; '.join(parts)}; see {path} for "
-        "every rejected sample, and raise generate.samples_per_label or relax "
-        "generate.min_words / near_copy"
+        f"no synthetic sample was accepted for label(s) {'; '.join(parts)}; {fix}; see {path}"
+        " for every rejected sample"
     )
 
 
@@ -335,10 +353,30 @@ class Pipeline:
         warnings += validate_labelled(
             records, source, min_per_label=self.config.explore.cluster_size
         )
+        self._check_label_names(labels_of(records), source)
         for w in warnings:
             self.reporter.message(f"[yellow]warning:[/yellow] {escape(w)}")
         write_jsonl(self.path("real.jsonl"), [r.to_dict() for r in records])
         return {"records": len(records), "labels": len(labels_of(records)), "warnings": warnings}
+
+    def _check_label_names(self, labels: list[str], source: str) -> None:
+        """Every label, as the prompts name it, must fit on a prompt's tag line."""
+        task = self.task_spec()
+        for label in labels:
+            shown = task.describe(label)
+            problem = label_problem(shown)
+            if problem is None:
+                continue
+            named = quoted(label)
+            what = (
+                f"label {named} in {source}"
+                if shown == label
+                else f"data.label_descriptions entry of label {named} ({quoted(shown)})"
+            )
+            raise ConfigError(
+                f"the {what} {problem}; give the label a one-line description without it,"
+                f" e.g. --set 'data.label_descriptions={{{named} = \"a name\"}}'"
+            )
 
     def _real(self) -> list[Record]:
         return [Record.from_dict(r) for r in read_jsonl(self.path("real.jsonl"))]
@@ -475,7 +513,9 @@ class Pipeline:
             lab for lab in labels_of(self._real()) if not any(r["label"] == lab for r in accepted)
         ]
         if empty:
-            raise SynAlignError(no_sample_message(empty, rejected, self.path("rejected.jsonl")))
+            raise SynAlignError(
+                no_sample_message(empty, rejected, self.path("rejected.jsonl"), self._family().name)
+            )
         return {
             "generated": len(accepted) + len(rejected),
             "accepted": len(accepted),

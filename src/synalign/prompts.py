@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from synalign.llm.base import Prompt
+from synalign.records import SURROGATE, has_line_break
 
 ATTRIBUTE_KEYS = ("tone", "style", "topic")
 
@@ -93,8 +94,9 @@ class TaskSpec:
 
 
 def clean_text(text: str) -> str:
-    """One line, no surrounding quotes: what a sample or demonstration looks like in a prompt."""
-    text = " ".join(text.split())
+    """One line, no surrounding quotes, valid Unicode: what a sample or demonstration looks
+    like in a prompt (an HTTP answer can carry a lone surrogate, which UTF-8 cannot store)."""
+    text = " ".join(SURROGATE.sub("\ufffd", text).split())
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
         text = text[1:-1].strip()
     return text
@@ -166,6 +168,21 @@ def parse_attribute_line(text: str, first_key: str = "tone") -> dict[str, str]:
     return out
 
 
+# What ends a label's tag line in a completion prompt (`Review (positive): ...`).
+TAG_END = "):"
+
+
+def label_problem(description: str) -> str | None:
+    """Why a label (as the prompts name it) cannot be shown in a prompt, or None: the
+    completion prompt writes one `Text (label): sample` line per example and the label
+    check one `Label: label` line, so a line break or the tag's own end would break them."""
+    if has_line_break(description):
+        return "holds a line break"
+    if TAG_END in description:
+        return f"holds '{TAG_END}', which ends the completion prompt's label tag"
+    return None
+
+
 class CompletionPrompts:
     """Few-shot patterns for base models; every call yields one sample."""
 
@@ -205,7 +222,7 @@ class CompletionPrompts:
                 f"{task.title}s labelled {desc}, sharing these attributes: "
                 f"{format_attributes(attributes)}."
             )
-        tag = f"{task.title} ({desc}):"
+        tag = f"{task.title} ({desc}{TAG_END}"
         blocks = [header] + [f"{tag} {clean_text(t)}" for t in texts] + [tag]
         return Prompt(text="\n\n".join(blocks))
 

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
+
+# A lone UTF-16 surrogate ("\ud800" in JSON, often an emoji cut in half) is not a character:
+# UTF-8 cannot store it, so readers, writers and LLM answers put U+FFFD in its place.
+SURROGATE = re.compile("[\ud800-\udfff]")
+# Every character str.splitlines breaks a line at.
+_LINE_BREAK = re.compile("[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
 
 
 @dataclass(frozen=True)
@@ -32,3 +39,39 @@ def labels_of(records: list[Record]) -> list[str]:
     for r in records:
         seen.setdefault(r.label, None)
     return list(seen)
+
+
+def without_surrogates(value: Any) -> Any:
+    """`value` with every lone surrogate in its strings (nested too) replaced by U+FFFD."""
+    if isinstance(value, str):
+        return SURROGATE.sub("\ufffd", value) if SURROGATE.search(value) else value
+    if isinstance(value, dict):
+        return {without_surrogates(k): without_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(without_surrogates(v) for v in value)
+    return value
+
+
+def has_surrogate(value: Any) -> bool:
+    """Whether `value` holds a lone surrogate in any of its strings."""
+    if isinstance(value, str):
+        return SURROGATE.search(value) is not None
+    if isinstance(value, dict):
+        return any(has_surrogate(k) or has_surrogate(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(has_surrogate(v) for v in value)
+    return False
+
+
+def has_line_break(text: str) -> bool:
+    """Whether `text` spans more than one line for any reader (U+2028 included)."""
+    return _LINE_BREAK.search(text) is not None
+
+
+def quoted(text: str) -> str:
+    """`text` in double quotes for a one-line message: every line break and control
+    character escaped (JSON escapes all but U+0085, U+2028 and U+2029 itself)."""
+    import json
+
+    shown = json.dumps(text, ensure_ascii=False)
+    return _LINE_BREAK.sub(lambda m: f"\\u{ord(m.group()):04x}", shown)
