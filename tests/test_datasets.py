@@ -20,7 +20,7 @@ from synalign.records import Record
 
 def test_list_and_info() -> None:
     infos = {info.name: info for info in list_datasets()}
-    assert set(infos) == {"rotten-tomatoes", "bbc-news"}
+    assert set(infos) == {"rotten-tomatoes", "bbc-news", "convention-speeches"}
     rt = dataset_info("rotten-tomatoes")
     assert rt.labels == ("fresh", "rotten")
     assert rt.label_descriptions == {"fresh": "positive", "rotten": "negative"}
@@ -29,7 +29,7 @@ def test_list_and_info() -> None:
     assert bbc.label_descriptions["tech"] == "technology"
     assert set(bbc.label_descriptions) == set(bbc.labels)
     assert bbc.item_name == "news article"
-    with pytest.raises(ConfigError, match="bbc-news, rotten-tomatoes"):
+    with pytest.raises(ConfigError, match="bbc-news, convention-speeches, rotten-tomatoes"):
         dataset_info("imdb")
     with pytest.raises(ConfigError):
         load_corpus("imdb")
@@ -66,6 +66,30 @@ def test_bbc_news_corpus() -> None:
     first = next(r for r in records if r.id == "bbc-business-001")
     assert first.text.startswith("Ad sales boost Time Warner profit. Quarterly profits")
     assert "£" in next(r for r in records if r.id == "bbc-sport-199").text
+
+
+def test_convention_speeches_corpus_and_speaker_split() -> None:
+    records = load_corpus("convention-speeches")
+    info = dataset_info("convention-speeches")
+    assert len(records) == info.rows
+    assert Counter(r.label for r in records) == {"democrat": 1644, "republican": 1148}
+    assert tuple(sorted({r.label for r in records})) == info.labels
+    texts = [r.text for r in records]
+    assert len(set(texts)) == len(texts)
+    assert all(12 <= len(t.split()) <= 60 for t in texts)
+    obama = [r for r in records if r.meta["speaker"] == "Barack Obama"]
+    assert obama and all(r.label == "democrat" for r in obama)
+    train, test = (
+        load_split("convention-speeches", "train"),
+        load_split("convention-speeches", "test"),
+    )
+    assert len(train) + len(test) == len(records)
+    assert 0.15 < len(test) / len(records) < 0.25
+    speakers = [{r.meta["speaker"] for r in part} for part in (train, test)]
+    assert not speakers[0] & speakers[1]  # no speaker's style leaks across the split
+    shares = [Counter(r.label for r in part)["republican"] / len(part) for part in (train, test)]
+    assert abs(shares[0] - shares[1]) < 0.05
+    assert load_split("convention-speeches", "test") == test  # fixed
 
 
 def test_bbc_text_cut_prefers_sentence_end() -> None:

