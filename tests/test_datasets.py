@@ -168,3 +168,17 @@ def test_draw_shots_on_a_real_split() -> None:
     shots, warnings = draw_shots(load_split("bbc-news", "train"), 8, seed=0)
     assert warnings == []
     assert Counter(r.label for r in shots) == dict.fromkeys(dataset_info("bbc-news").labels, 8)
+
+
+@pytest.mark.parametrize("name", ["rotten-tomatoes", "bbc-news", "convention-speeches"])
+def test_pool_and_validation_divide_train(name: str) -> None:
+    train = load_split(name, "train")
+    pool, validation = load_split(name, "pool"), load_split(name, "validation")
+    test_ids = {r.id for r in load_split(name, "test")}
+    assert {r.id for r in pool} | {r.id for r in validation} == {r.id for r in train}
+    assert not {r.id for r in pool} & {r.id for r in validation}
+    assert not {r.id for r in validation} & test_ids
+    assert 0.15 < len(validation) / len(train) < 0.25
+    assert set(Counter(r.label for r in validation)) == set(Counter(r.label for r in train))
+    if name == "convention-speeches":
+        assert not {r.meta["speaker"] for r in pool} & {r.meta["speaker"] for r in validation}

@@ -285,6 +285,38 @@ def test_user_files_real_only(tmp_path: Path) -> None:
     assert not (tmp_path / "eval" / "seed-3").exists()  # nothing to generate
 
 
+def test_validation_holds_out_part_of_the_pool_and_never_reads_a_test(tmp_path: Path) -> None:
+    """--validation: shots (the pipeline's too) come from four fifths of --train, the
+    methods are scored on the other fifth, and no test data is given or read."""
+    from synalign.datasets import load_split
+
+    rows = load_split("rotten-tomatoes", "train")
+    train = [r for lab in ("fresh", "rotten") for r in [x for x in rows if x.label == lab][:20]]
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps({"t": r.text, "y": r.label}) + "\n" for r in train))
+    res = CliRunner().invoke(
+        app,
+        [
+            "evaluate", "--train", str(path), "--validation", "--text-column", "t",
+            "--label-column", "y", "--shots", "3", "--seeds", "0,", "--methods", "naive",
+            "--samples-per-label", "2", "--runs-dir", str(tmp_path),
+        ],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    metrics = json.loads((tmp_path / "eval" / "report" / "metrics.json").read_text())
+    assert metrics["test_records"] == 8 and metrics["settings"]["validation"] is True
+    pool = {r["text"] for r in read_jsonl(tmp_path / "eval" / "validation-pool.jsonl")}
+    assert len(pool) == 32
+    shots = read_jsonl(tmp_path / "eval" / "seed-0" / "random-plain" / "real.jsonl")
+    assert len(shots) == 6 and {r["text"] for r in shots} <= pool
+    report = (tmp_path / "eval" / "report" / "report.md").read_text()
+    assert "validation split of the training pool" in report
+    refused = CliRunner().invoke(
+        app, ["evaluate", "--train", str(path), "--test", str(path), "--validation"]
+    )
+    assert refused.exit_code != 0 and "leave out --test" in str(refused.exception)
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [

@@ -583,6 +583,14 @@ def evaluate(
             "their label, and how many wrong ones each label check caught."
         ),
     ] = False,
+    validation: Annotated[
+        bool,
+        typer.Option(
+            help="Test on a fifth of the training pool held out from it (stratified, fixed; "
+            "by speaker for convention-speeches) instead of the test split or --test: for "
+            "choosing settings without ever looking at the test data."
+        ),
+    ] = False,
     name: NameOption = "eval",
     runs_dir: RunsDirOption = "runs",
     set_: SetOption = None,
@@ -622,6 +630,7 @@ def evaluate(
             "test_per_label": test_per_label,
             "coverage_clusters": coverage_clusters,
             "judge": judge,
+            "validation": validation,
             "overrides": [*(set_ or []), *_executor_overrides(executor, ray_address)],
         },
         source=None,

@@ -58,8 +58,10 @@ class DataConfig(_Section):
     )
     text_column: str = Field("text", description="Column holding the text.")
     label_column: str = Field("label", description="Column holding the label.")
-    split: Literal["train", "test", "all"] = Field(
-        "train", description="Split of a bundled corpus to draw the real examples from."
+    split: Literal["train", "test", "all", "pool", "validation"] = Field(
+        "train",
+        description="Split of a bundled corpus to draw the real examples from ('pool' and "
+        "'validation' divide 'train', for choosing settings without the test split).",
     )
     shots: int | None = Field(
         None, gt=0, description="Real examples drawn per label (few-shot setting); all if unset."

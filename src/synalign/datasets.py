@@ -20,7 +20,11 @@ import numpy as np
 from synalign.errors import ConfigError, SynAlignError
 from synalign.records import Record, labels_of
 
-SPLITS: tuple[str, ...] = ("train", "test", "all")
+# `pool` and `validation` divide `train` (a fifth held out, as the test split is of the
+# whole): settings are chosen on `validation`, never on `test`.
+SPLITS: tuple[str, ...] = ("train", "test", "all", "pool", "validation")
+VALIDATION_SHARE = 0.2
+_VALIDATION_SEED = 1
 BBC_MAX_WORDS = 60
 SPEECH_MIN_WORDS = 12
 SPEECH_MAX_WORDS = 60
@@ -134,28 +138,47 @@ def load_split(name: str, split: str, seed: int = 0, test_size: float = 0.2) -> 
     if split == "all":
         return records
     train_idx, test_idx = _split_indices(name, seed, test_size)
-    chosen = train_idx if split == "train" else test_idx
-    return [records[i] for i in chosen]
+    if split == "test":
+        return [records[i] for i in test_idx]
+    train = [records[i] for i in train_idx]
+    if split == "train":
+        return train
+    pool, validation = holdout(train, VALIDATION_SHARE, _VALIDATION_SEED, _GROUPED_BY.get(name))
+    return pool if split == "pool" else validation
+
+
+def holdout(
+    records: list[Record], share: float, seed: int, group_by: str | None = None
+) -> tuple[list[Record], list[Record]]:
+    """Split records into (kept, held out) with about `share` held out, stratified by
+    label and, with `group_by`, keeping every value of that meta field on one side."""
+    groups = None if group_by is None else [r.meta.get(group_by) for r in records]
+    kept, held = _holdout_indices([r.label for r in records], groups, share, seed)
+    return [records[i] for i in kept], [records[i] for i in held]
+
+
+def _holdout_indices(
+    labels: list[str], groups: list[object] | None, share: float, seed: int
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    from sklearn.model_selection import StratifiedGroupKFold, train_test_split
+
+    if groups is not None:
+        folds = StratifiedGroupKFold(n_splits=round(1 / share), shuffle=True, random_state=seed)
+        kept, held = next(folds.split(np.zeros(len(labels)), labels, groups))
+    else:
+        kept, held = train_test_split(
+            np.arange(len(labels)), test_size=share, stratify=labels, random_state=seed
+        )
+    # Corpus order rather than shuffled order: easier to read, equally deterministic.
+    return tuple(sorted(int(i) for i in kept)), tuple(sorted(int(i) for i in held))
 
 
 @functools.lru_cache(maxsize=32)
 def _split_indices(name: str, seed: int, test_size: float) -> tuple[tuple[int, ...], ...]:
-    from sklearn.model_selection import train_test_split
-
     records = _load_cached(name)
-    labels = [r.label for r in records]
-    if name in _GROUPED_BY:
-        from sklearn.model_selection import StratifiedGroupKFold
-
-        groups = [r.meta[_GROUPED_BY[name]] for r in records]
-        folds = StratifiedGroupKFold(n_splits=round(1 / test_size), shuffle=True, random_state=seed)
-        train, test = next(folds.split(np.zeros(len(records)), labels, groups))
-    else:
-        train, test = train_test_split(
-            np.arange(len(records)), test_size=test_size, stratify=labels, random_state=seed
-        )
-    # Corpus order rather than shuffled order: easier to read, equally deterministic.
-    return tuple(sorted(int(i) for i in train)), tuple(sorted(int(i) for i in test))
+    field = _GROUPED_BY.get(name)
+    groups = None if field is None else [r.meta[field] for r in records]
+    return _holdout_indices([r.label for r in records], groups, test_size, seed)
 
 
 def draw_shots(records: list[Record], k: int, seed: int) -> tuple[list[Record], list[str]]:

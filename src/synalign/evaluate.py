@@ -236,20 +236,30 @@ class EvalConfig(BaseModel):
     test_per_label: int | None = Field(None, gt=0)
     coverage_clusters: int = Field(10, gt=1)
     judge: bool = False
+    validation: bool = False
     overrides: list[str] = Field(default_factory=list)
 
     @property
     def eval_dir(self) -> Path:
         return Path(self.runs_dir) / self.name
 
+    @property
+    def pool_path(self) -> Path:
+        """With --validation and a --train file: the rows the shots are drawn from."""
+        return self.eval_dir / "validation-pool.jsonl"
+
     def check(self) -> None:
         """Raise ConfigError for inconsistent options, naming the option to change."""
         if self.dataset and (self.train_path or self.test_path):
             raise ConfigError("give either --dataset NAME or --train FILE --test FILE, not both")
-        if not self.dataset and not (self.train_path and self.test_path):
+        if self.validation and self.test_path:
+            raise ConfigError(
+                "--validation tests on a fifth of --train held out from it; leave out --test"
+            )
+        if not self.dataset and not (self.train_path and (self.test_path or self.validation)):
             raise ConfigError(
                 "no data: give --dataset NAME (see `synalign datasets list`) or both "
-                "--train FILE and --test FILE"
+                "--train FILE and --test FILE (or --train FILE --validation)"
             )
         for name in self.methods:
             method(name)
@@ -276,6 +286,10 @@ class EvalConfig(BaseModel):
         }
         if self.dataset:
             data["dataset"] = self.dataset
+            if self.validation:
+                data["split"] = "pool"
+        elif self.validation:
+            data.update(path=str(self.pool_path), text_column="text", label_column="label")
         else:
             data["path"] = self.train_path
         base = {
@@ -770,12 +784,20 @@ class Evaluation:
         if c.dataset:
             from synalign.datasets import load_split
 
+            if c.validation:
+                return load_split(c.dataset, "pool"), load_split(c.dataset, "validation")
             return load_split(c.dataset, "train"), load_split(c.dataset, "test")
-        from synalign.data import read_records
+        from synalign.data import LoadResult, read_records
+        from synalign.datasets import VALIDATION_SHARE, holdout
         from synalign.filters import normalise
 
         train = read_records(c.train_path or "", c.text_column, c.label_column, dedupe=True)
-        test = read_records(c.test_path or "", c.text_column, c.label_column, dedupe=True)
+        if c.validation:
+            kept, held = holdout(train.records, VALIDATION_SHARE, seed=1)
+            test = LoadResult(held)
+            train = LoadResult(kept, train.warnings)
+        else:
+            test = read_records(c.test_path or "", c.text_column, c.label_column, dedupe=True)
         warnings = train.warnings + test.warnings
         pool = {normalise(r.text) for r in train.records}
         shared = [r for r in test.records if normalise(r.text) in pool]
@@ -837,6 +859,10 @@ class Evaluation:
                 "choose a writable --runs-dir"
             ) from err
         with run_lock(self.eval_dir):
+            if c.validation and not c.dataset:
+                from synalign.data import write_jsonl
+
+                write_jsonl(c.pool_path, [r.to_dict() for r in train])
             return self._run_locked(base, train, test)
 
     def _run_locked(

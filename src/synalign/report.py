@@ -518,13 +518,20 @@ def _document(res: EvaluationResults, summary: dict[str, Any], images: dict[str,
     cfg = info.get("pipeline_config", {})
     doc = _Doc()
     source = s["dataset"] or f"{s['train_path']} (train) / {s['test_path']} (test)"
+    if s.get("validation"):
+        source = f"{s['dataset'] or s['train_path']} (validation split of the training pool)"
     doc.h(1, f"SynAlign evaluation: {source}")
     gen = cfg.get("generate", {})
     llm = cfg.get("llm", {})
     doc.p(
         f"**Data.** {s['shots']} real examples per label drawn from the train split for each "
         f"seed ({', '.join(map(str, s['seeds']))}); tested on {info.get('test_records')} real "
-        "test texts"
+        + (
+            "texts held out from the training pool (the validation split; the test split is"
+            " not read)"
+            if s.get("validation")
+            else "test texts"
+        )
         + (f" (at most {s['test_per_label']} per label)" if s.get("test_per_label") else "")
         + ". Every method sees the same shots and the same test texts within a seed."
     )
