@@ -133,7 +133,7 @@ def test_splits_disjoint_stratified_and_stable(name: str) -> None:
 
 def test_split_errors() -> None:
     with pytest.raises(ConfigError, match="validation"):
-        load_split("bbc-news", "validation")
+        load_split("bbc-news", "valid")
     with pytest.raises(ConfigError):
         load_split("bbc-news", "train", test_size=1.5)
 

@@ -47,7 +47,7 @@ STAGES_TO_GENERATE = ["ingest", "explore", "describe", "generate"]
 def _cli_args(runs_dir: Path) -> list[str]:
     args = ["evaluate", "--dataset", "rotten-tomatoes", "--shots", "4", "--seeds", "2"]
     args += ["--samples-per-label", "2", "--test-per-label", "30", "--coverage-clusters", "4"]
-    args += ["--runs-dir", str(runs_dir), "--name", "ev"]
+    args += ["--curve", "0.5,1", "--runs-dir", str(runs_dir), "--name", "ev"]
     for item in TINY:
         args += ["--set", item]
     return args
@@ -66,6 +66,7 @@ def evaluated(tmp_path_factory: pytest.TempPathFactory, gemma: LlamaCppLLM) -> d
         samples_per_label=2,
         test_per_label=30,
         coverage_clusters=4,
+        curve=[0.5, 1],
         overrides=TINY,
     )
     evaluation = Evaluation(config, llm=gemma)
@@ -187,6 +188,38 @@ def test_paired_interval_covers_the_mean_and_shrinks_with_agreement() -> None:
     half = 2.776445 * np.std([0.01, -0.02, 0.03, 0.00, 0.02], ddof=1) / np.sqrt(5)
     assert wide["ci_high"] - wide["mean"] == pytest.approx(half, rel=1e-5)
     assert paired_stats([0.5])["ci_low"] is None
+
+
+def test_budget_curve_cuts_one_generation(evaluated: dict) -> None:
+    """naive and synalign at 2 and 4 candidates per label: both from one generation at 4
+    per label, the 2-per-label point being exactly the method's own row (same rows, same
+    weights), the cost growing with the clusters used."""
+    metrics = evaluated["metrics"]
+    ev_dir = evaluated["config"].eval_dir
+    for seed_result in metrics["per_seed"]:
+        seed = seed_result["seed"]
+        assert set(seed_result["curve"]) == {"naive", "synalign"}
+        for name, points in seed_result["curve"].items():
+            assert list(points) == ["0.5", "1"]
+            assert [p["candidates_per_label"] for p in points.values()] == [2, 4]
+            assert points["0.5"]["macro_f1"] == seed_result["methods"][name]["macro_f1"]
+            assert points["0.5"]["kept_rows"] == seed_result["methods"][name]["kept_rows"]
+            assert points["1"]["kept_rows"] >= points["0.5"]["kept_rows"]
+            variant = metrics["method_definitions"][name]["variant"]
+            stats = seed_result["generation"][variant]
+            assert points["1"]["llm_requests"] == stats["llm_requests"]
+            assert points["0.5"]["llm_requests"] * 2 == stats["llm_requests"]
+            run = ev_dir / f"seed-{seed}" / variant
+            assert len(read_jsonl(run / "demos.jsonl")) == 2 * 2  # 2 clusters per label
+        # variants outside the curve are generated at --samples-per-label only
+        assert len(read_jsonl(ev_dir / f"seed-{seed}" / "gp-plain" / "demos.jsonl")) == 2
+    curve = metrics["curve"]
+    assert curve["synalign"]["1"]["macro_f1"]["per_seed"] == [
+        s["curve"]["synalign"]["1"]["macro_f1"] for s in metrics["per_seed"]
+    ]
+    page = (ev_dir / "report" / "report.html").read_text()
+    assert "How much synthetic data to make" in page
+    assert (ev_dir / "report" / "curve.png").stat().st_size > 5_000
 
 
 def test_generation_runs_once_per_seed_and_variant(evaluated: dict) -> None:

@@ -135,3 +135,54 @@ def test_combined_check_averages_the_two_judges(tmp_path, gemma: LlamaCppLLM) ->
     alone = run_label_check("llm", 0.7, llm=llm, real=real_in, synthetic=syn_in, seed=3)
     assert np.allclose(alone.scores, label_score(P_llm, clf.classes_, labels_s))
     assert llm.usage.scorings == 1 + len(syn)  # every later judgement came from the cache
+
+
+def test_calibrated_threshold_follows_how_well_the_judge_knows_the_real_texts() -> None:
+    """Real texts the judge can learn give a strict threshold; the same texts under
+    shuffled labels (nothing to learn) give a lenient one, so a judge that does not know
+    the labels rejects only confident mismatches."""
+    from synalign.datasets import draw_shots
+    from synalign.embeddings import SentenceTransformerEmbedder
+    from synalign.likelihood_check import calibrated_threshold, run_label_check
+
+    embedder = SentenceTransformerEmbedder()
+    for seed in range(3):
+        shots = draw_shots(load_split("bbc-news", "pool"), 16, seed=seed)[0]
+        X = np.asarray(embedder.encode([r.text for r in shots]))
+        texts, ids = [r.text for r in shots], [r.id for r in shots]
+        labels = [r.label for r in shots]
+        shuffled = labels[:]
+        random.Random(seed).shuffle(shuffled)
+        known = calibrated_threshold("classifier", None, (texts, labels, ids, X), 0.1, seed)
+        noise = calibrated_threshold("classifier", None, (texts, shuffled, ids, X), 0.1, seed)
+        assert known is not None and noise is not None
+        assert known > noise + 0.2, (seed, known, noise)
+        # run_label_check uses the calibrated threshold in place of the fixed one
+        real = (texts, labels, ids, X)
+        syn = (texts[:6], labels[:6], [[i] for i in ids[:6]], X[:6])
+        outcome = run_label_check(
+            "classifier", 0.5, llm=None, real=real, synthetic=syn, seed=seed, quantile=0.1
+        )
+        assert outcome.threshold == known
+    # too few real texts of a label to leave any out: no calibration
+    one = (["a", "b", "c"], ["x", "y", "y"], ["0", "1", "2"], np.eye(3))
+    assert calibrated_threshold("classifier", None, one, quantile=0.1) is None
+
+
+def test_combined_calibration_scores_each_real_text_once_and_caches(
+    tmp_path, gemma: LlamaCppLLM
+) -> None:
+    from synalign.likelihood_check import calibrated_threshold
+
+    train = load_split("rotten-tomatoes", "pool")
+    real = [r for lab in ("fresh", "rotten") for r in [t for t in train if t.label == lab][:6]]
+    X = np.random.default_rng(0).normal(size=(len(real), 8))
+    real_in = ([r.text for r in real], [r.label for r in real], [r.id for r in real], X)
+    llm = CachedLLM(gemma, ResponseCache(tmp_path / "llm.sqlite"))
+    first = calibrated_threshold("combined", llm, real_in, quantile=0.2, seed=1)
+    assert first is not None and 0.0 < first <= 1.0
+    # 4 folds: each fold's judge scores the content-free text, then its held-out texts
+    assert llm.usage.scorings == 4 + len(real)
+    again = CachedLLM(gemma, ResponseCache(tmp_path / "llm.sqlite"))
+    assert calibrated_threshold("combined", again, real_in, quantile=0.2, seed=1) == first
+    assert again.usage.scorings == 0  # a resumed run asks the LLM nothing

@@ -552,7 +552,8 @@ def evaluate(
         str,
         typer.Option(
             help="Comma list of real, naive, synalign, no-esm, no-lar, no-check, llm-check "
-            "(local model only), classifier-check, knn-check, no-sda, no-floor, joint, "
+            "(local model only), classifier-check, knn-check, calibrated-check, no-sda, "
+            "no-floor, joint, "
             "resample, kmm, judge-check (with --judge), or 'all' ('real' is always "
             "included). Each is described in the report."
         ),
@@ -591,6 +592,15 @@ def evaluate(
             "choosing settings without ever looking at the test data."
         ),
     ] = False,
+    curve: Annotated[
+        str,
+        typer.Option(
+            help="Budget curve: macro-F1 of naive and synalign at these multiples of --shots "
+            "candidates per label (0 is the real shots alone), drawn in the report with the "
+            "LLM calls and minutes of each point; one generation at the largest budget "
+            "serves every point. 'none' draws no curve."
+        ),
+    ] = "1,3,10",
     name: NameOption = "eval",
     runs_dir: RunsDirOption = "runs",
     set_: SetOption = None,
@@ -603,6 +613,7 @@ def evaluate(
     Re-running the same command reuses every finished generation (nothing is generated
     twice); `synalign report DIR` rebuilds the report alone.
     """
+    from synalign.budget_curve import parse_multiples
     from synalign.evaluate import Evaluation, load_eval_config, parse_methods, parse_seeds
     from synalign.progress import RichReporter
 
@@ -631,6 +642,7 @@ def evaluate(
             "coverage_clusters": coverage_clusters,
             "judge": judge,
             "validation": validation,
+            "curve": parse_multiples(curve),
             "overrides": [*(set_ or []), *_executor_overrides(executor, ray_address)],
         },
         source=None,

@@ -202,6 +202,15 @@ class GenerateConfig(_Section):
         "top label's probability (1: only samples the judge assigns to their own label). "
         "Unset: 0.7 for combined, 0.3 for llm, 0.9 for classifier and knn.",
     )
+    label_check_quantile: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="Set: the threshold is chosen per run, as this quantile of the real "
+        "texts' own label scores (each judged out of fold, by judges that did not see it), "
+        "so a sample is rejected only when it reads less like its label than all but this "
+        "share of the real texts; label_check_threshold is then not used.",
+    )
 
 
 class AlignConfig(_Section):

@@ -45,6 +45,7 @@ class LabelCheck:
     keep: np.ndarray
     scores: np.ndarray
     kept_whole_labels: list[str] = field(default_factory=list)
+    threshold: float | None = None
 
 
 class LabelConsistencyFilter:
@@ -200,7 +201,7 @@ def check_probabilities(
     emptied = sorted(set(labs.tolist()) - set(labs[keep].tolist()))
     for label in emptied:
         keep[labs == label] = True
-    return LabelCheck(keep=keep, scores=scores, kept_whole_labels=emptied)
+    return LabelCheck(keep=keep, scores=scores, kept_whole_labels=emptied, threshold=threshold)
 
 
 def _unit_rows(X: np.ndarray) -> np.ndarray:

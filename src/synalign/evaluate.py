@@ -29,7 +29,17 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.markup import escape
 
+from synalign.budget_curve import (
+    CURVE_METHODS,
+    DEFAULT_MULTIPLES,
+    candidates_for,
+    clusters_for,
+    point_cost,
+    prefix_mask,
+    subset_check,
+)
 from synalign.config import GenerateConfig, RunConfig, build_config, parse_override
+from synalign.consistency import LabelCheck
 from synalign.embeddings import CachedEmbedder, Embedder, SentenceTransformerEmbedder
 from synalign.errors import ConfigError, SynAlignError
 from synalign.kernels import effective_sample_size, median_bandwidth, mmd2
@@ -75,6 +85,7 @@ class Method:
         out: dict[str, Any] = {
             "label_check": config.generate.label_check,
             "label_check_threshold": config.generate.label_check_threshold,
+            "label_check_quantile": config.generate.label_check_quantile,
             "ess_floor": config.align.ess_floor,
             "scope": config.align.scope,
             "bandwidth": config.align.bandwidth,
@@ -98,6 +109,11 @@ class Method:
             "llm": f"LLM label check ({s['label_check_threshold']:g})",
             "combined": f"LLM + classifier label check ({s['label_check_threshold']:g})",
         }.get(s["label_check"], f"{s['label_check']} label check ({s['label_check_threshold']:g})")
+        if s["label_check_quantile"] is not None and s["label_check"] not in ("none", "judge"):
+            check = check.split(" (")[0] + (
+                f" (threshold: the {s['label_check_quantile']:g} quantile of the real shots'"
+                " out-of-fold scores, per seed)"
+            )
         parts = [
             "GP demonstrations" if explore_method == "gp" else "random demonstrations",
             "attribute step" if attributes else "no attribute step",
@@ -135,6 +151,7 @@ METHODS: tuple[Method, ...] = (
     Method("llm-check", _GP, "mmd", (("label_check", "llm"),)),
     Method("classifier-check", _GP, "mmd", (("label_check", "classifier"),)),
     Method("knn-check", _GP, "mmd", (("label_check", "knn"),)),
+    Method("calibrated-check", _GP, "mmd", (("label_check_quantile", 0.1),)),
     Method("no-sda", _GP, "uniform"),
     Method("no-floor", _GP, "mmd", (("ess_floor", 0.0),)),
     Method("joint", _GP, "mmd", (("scope", "joint"),)),
@@ -161,6 +178,7 @@ _RESERVED_KEYS: dict[str, str] = {
     "data.label_column": "use --label-column",
     "explore.method": "each method sets it",
     "generate.attributes": "each method sets it",
+    "generate.samples_per_label": "use --samples-per-label",
 }
 
 
@@ -237,6 +255,7 @@ class EvalConfig(BaseModel):
     coverage_clusters: int = Field(10, gt=1)
     judge: bool = False
     validation: bool = False
+    curve: list[float] = Field(default_factory=lambda: list(DEFAULT_MULTIPLES))
     overrides: list[str] = Field(default_factory=list)
 
     @property
@@ -277,6 +296,20 @@ class EvalConfig(BaseModel):
         needed = {_METHOD[m].variant for m in self.methods}
         return [v for v in VARIANTS if v in needed]
 
+    def curve_variants(self) -> set[str]:
+        """Variants the budget curve is drawn for (generated at the curve's largest budget)."""
+        if not self.curve:
+            return set()
+        return {v for m in CURVE_METHODS if m in self.methods if (v := _METHOD[m].variant)}
+
+    def generation_budget(self, variant: str | None, samples_per_cluster: int) -> int:
+        """Candidates per label a variant is generated with: the curve's largest point for
+        a curve variant (smaller budgets are its first clusters), else samples_per_label."""
+        if variant not in self.curve_variants():
+            return self.samples_per_label
+        top = candidates_for(max(self.curve), self.shots, samples_per_cluster)
+        return max(self.samples_per_label, top)
+
     def run_config(self, seed: int, variant: str | None = None) -> RunConfig:
         """The pipeline config of one (seed, variant); the base config when variant is None."""
         data: dict[str, Any] = {
@@ -300,6 +333,8 @@ class EvalConfig(BaseModel):
             "generate": {"samples_per_label": self.samples_per_label},
         }
         config = build_config(base, self.overrides, source="--set")
+        g = config.generate
+        g.samples_per_label = self.generation_budget(variant, g.samples_per_cluster)
         if variant is not None:
             explore_method, attributes = VARIANTS[variant]
             config.explore.method = explore_method  # type: ignore[assignment]
@@ -1055,23 +1090,29 @@ class Evaluation:
         y_shots = np.asarray([r.label for r in shots])
         labels = list(centroids)
 
+        # Every generated row, embedded once; a method sees the rows of its budget (the
+        # first clusters of a variant generated at the curve's largest budget).
+        spc = c.run_config(seed).generate.samples_per_cluster
+        main_clusters = clusters_for(c.samples_per_label, spc)
+        full: dict[str, dict[str, Any]] = {}
         syn: dict[str, dict[str, Any]] = {}
         for v, g in generated.items():
             rows = g["synthetic"]
             texts = [r["text"] for r in rows]
-            syn[v] = {
+            full[v] = {
                 "texts": texts,
                 "labels": np.asarray([r["label"] for r in rows]),
                 "demo_ids": [r["demo_ids"] for r in rows],
                 "X": self._embed(texts) if texts else np.zeros((0, X_shots.shape[1])),
+                "rows": rows,
             }
             if self._judge is not None and texts:
-                syn[v]["judged"] = self._judge.predict(syn[v]["X"])
+                full[v]["judged"] = self._judge.predict(full[v]["X"])
+            syn[v] = _take(full[v], prefix_mask(rows, g["demos"], main_clusters))
 
         base = c.run_config(seed)
-        kept: dict[tuple[str, str, float], np.ndarray] = {}
-        weights: dict[tuple[Any, ...], np.ndarray] = {}
-        align_bw: dict[str, float] = {}
+        self._kept: dict[tuple[Any, ...], LabelCheck] = {}
+        self._align_bw: dict[str, float] = {}
         results: dict[str, Any] = {}
         arrays: dict[str, np.ndarray] = {
             "X_shots": X_shots.astype(np.float32),
@@ -1080,41 +1121,40 @@ class Evaluation:
         for v, s in syn.items():
             arrays[f"X_syn__{v}"] = s["X"].astype(np.float32)
             arrays[f"y_syn__{v}"] = _text_array(s["labels"].tolist())
+        fit = (seed, shots, X_shots, y_shots, X_test, y_test, bandwidth, labels)
         for name in self.methods_:
             m = _METHOD[name]
             self.reporter.message(f"seed {seed} · training and testing: {name}")
-            s, w = None, None
-            if m.variant is not None:
-                settings = m.settings(base, self._scorer)
-                s = syn[m.variant]
-                check_key = (
-                    m.variant,
-                    settings["label_check"],
-                    float(settings["label_check_threshold"]),
-                )
-                if check_key not in kept:
-                    kept[check_key] = self._label_check(s, shots, X_shots, settings, seed)
-                keep = kept[check_key]
-                key = (*check_key, m.weighting, settings["ess_floor"], settings["scope"])
-                if key not in weights:
-                    weights[key], used_bw = self._weights(
-                        m, settings, s, keep, X_shots, y_shots, seed
-                    )
-                    if used_bw is not None:
-                        align_bw.setdefault(m.variant, used_bw)
-                w = weights[key]
+            results[name], w = self._method_result(m, base, full, main_clusters, generated, fit)
+            if w is not None:
                 arrays[f"w__{name}"] = w
-                s = {**s, "use": settings["use"], "keep": keep}
-            results[name] = self._score(
-                m, seed, shots, X_shots, y_shots, s, w, X_test, y_test, bandwidth, labels
-            )
+        curve: dict[str, dict[str, Any]] = {}
+        for name in (n for n in CURVE_METHODS if n in self.methods_ and c.curve):
+            m = _METHOD[name]
+            curve[name] = {}
+            for multiple in c.curve:
+                candidates = candidates_for(multiple, c.shots, spc)
+                clusters = clusters_for(candidates, spc)
+                self.reporter.message(f"seed {seed} · budget curve: {name} at {candidates}")
+                point, _ = self._method_result(m, base, full, clusters, generated, fit)
+                stats = generated[m.variant or ""]["stats"]
+                curve[name][f"{multiple:g}"] = {
+                    "candidates_per_label": candidates,
+                    "macro_f1": point["macro_f1"],
+                    "accuracy": point["accuracy"],
+                    "kept_rows": point["kept_rows"],
+                    **point_cost(stats, clusters * len(labels)),
+                }
 
         coverage: dict[str, list[float]] = {}
         for kind in ("gp", "random"):
             variant = next((v for v in generated if VARIANTS[v][0] == kind), None)
             if variant is None:
                 continue
-            coverage[kind] = self._coverage(generated[variant]["demos"], shots, X_shots, centroids)
+            demos = generated[variant]["demos"]
+            shown = prefix_mask(demos, demos, main_clusters)
+            demos = [d for d, k in zip(demos, shown, strict=True) if k]
+            coverage[kind] = self._coverage(demos, shots, X_shots, centroids)
         # The ceiling: what showing every real shot would cover.
         coverage_all_shots = float(
             np.mean(
@@ -1129,8 +1169,9 @@ class Evaluation:
             "seed": seed,
             "shots": [r.id for r in shots],
             "test_bandwidth": bandwidth,
-            "align_bandwidth": align_bw,
+            "align_bandwidth": self._align_bw,
             "methods": results,
+            "curve": curve,
             "generation": {v: g["stats"] for v, g in generated.items()},
             "coverage": coverage,
             "coverage_all_shots": coverage_all_shots,
@@ -1145,6 +1186,45 @@ class Evaluation:
         _save_npz(results_dir / f"seed-{seed}.npz", arrays)
         return result
 
+    def _method_result(
+        self,
+        m: Method,
+        base: RunConfig,
+        full: dict[str, dict[str, Any]],
+        clusters: int,
+        generated: dict[str, dict[str, Any]],
+        fit: tuple[Any, ...],
+    ) -> tuple[dict[str, Any], np.ndarray | None]:
+        """Train and test one method on the rows of each label's first `clusters` clusters;
+        its result and the weights it trained with. The label check judges a variant's
+        every row once (a judge scores each sample on its own) and is cut to the budget."""
+        seed, shots, X_shots, y_shots, X_test, y_test, bandwidth, labels = fit
+        if m.variant is None:
+            out = self._score(
+                m, seed, shots, X_shots, y_shots, None, None, X_test, y_test, bandwidth, labels
+            )
+            return out, None
+        settings = m.settings(base, self._scorer)
+        whole = full[m.variant]
+        check_key = (
+            m.variant,
+            settings["label_check"],
+            float(settings["label_check_threshold"]),
+            settings["label_check_quantile"],
+        )
+        if check_key not in self._kept:
+            self._kept[check_key] = self._label_check(whole, shots, X_shots, settings, seed)
+        mask = prefix_mask(whole["rows"], generated[m.variant]["demos"], clusters)
+        s = _take(whole, mask)
+        keep = subset_check(self._kept[check_key], mask, whole["labels"])
+        w, used_bw = self._weights(m, settings, s, keep, X_shots, y_shots, seed)
+        if used_bw is not None:
+            self._align_bw.setdefault(m.variant, used_bw)
+        s = {**s, "use": settings["use"], "keep": keep}
+        out = self._score(m, seed, shots, X_shots, y_shots, s, w, X_test, y_test, bandwidth, labels)
+        out["label_check_threshold"] = self._kept[check_key].threshold
+        return out, w
+
     def _label_check(
         self,
         s: dict[str, Any],
@@ -1152,7 +1232,7 @@ class Evaluation:
         X_shots: np.ndarray,
         settings: dict[str, Any],
         seed: int,
-    ) -> np.ndarray:
+    ) -> LabelCheck:
         """Which synthetic rows the method's label check keeps (all without a check). The
         LLM's scores are cached beside the evaluation, so a re-run or another method on the
         same generated set asks the LLM nothing."""
@@ -1162,9 +1242,10 @@ class Evaluation:
         n = len(s["texts"])
         method = settings["label_check"]
         if method == "none" or n == 0:
-            return np.ones(n, dtype=bool)
+            return LabelCheck(keep=np.ones(n, dtype=bool), scores=np.ones(n))
         if method == "judge":
-            return np.asarray(s["judged"] == s["labels"])
+            keep = np.asarray(s["judged"] == s["labels"])
+            return LabelCheck(keep=keep, scores=keep.astype(float))
         asks_llm = method in NEEDS_SCORER
         if asks_llm and not self._scorer:
             raise ConfigError(
@@ -1190,10 +1271,11 @@ class Evaluation:
                 synthetic=(texts, s["labels"].tolist(), s["demo_ids"], s["X"]),
                 seed=seed,
                 progress=advance,
+                quantile=settings["label_check_quantile"],
             )
         if asks_llm:
             self.label_scorings_ = self._scoring_llm.usage.scorings
-        return outcome.keep
+        return outcome
 
     def _weights(
         self,
@@ -1381,6 +1463,20 @@ class Evaluation:
             k: float(np.mean([e[k] for e in entries]))
             for k in ("n", "distinct_1", "distinct_2", "cosine_diversity")
         }
+
+
+def _take(s: dict[str, Any], mask: np.ndarray) -> dict[str, Any]:
+    """The rows of a generated set where `mask` is true."""
+    out: dict[str, Any] = {
+        "texts": [t for t, k in zip(s["texts"], mask, strict=True) if k],
+        "labels": s["labels"][mask],
+        "demo_ids": [d for d, k in zip(s["demo_ids"], mask, strict=True) if k],
+        "X": s["X"][mask],
+        "rows": [r for r, k in zip(s["rows"], mask, strict=True) if k],
+    }
+    if "judged" in s:
+        out["judged"] = s["judged"][mask]
+    return out
 
 
 def evaluate(

@@ -30,7 +30,12 @@ from typing import Any
 import numpy as np
 from scipy.special import softmax
 
-from synalign.consistency import LabelCheck, LabelConsistencyFilter, check_probabilities
+from synalign.consistency import (
+    LabelCheck,
+    LabelConsistencyFilter,
+    check_probabilities,
+    label_score,
+)
 from synalign.errors import ConfigError
 from synalign.llm.base import can_score
 
@@ -162,38 +167,92 @@ def resolve_label_check(method: str, threshold: float | None, llm: Any) -> tuple
     return method, threshold
 
 
-def run_label_check(
-    method: str,
-    threshold: float,
-    *,
-    llm: Any,
-    real: tuple[Sequence[str], Sequence[Hashable], Sequence[str], np.ndarray],
-    synthetic: tuple[Sequence[str], Sequence[Hashable], Sequence[Sequence[str]], np.ndarray],
-    seed: int = 0,
-    progress: Callable[[int], None] | None = None,
-) -> LabelCheck:
-    """Judge synthetic samples by `method` ("llm", "classifier", "knn" or "combined": the
-    mean of the LLM's and the classifier's label probabilities).
+RealData = tuple[Sequence[str], Sequence[Hashable], Sequence[str], np.ndarray]
+CALIBRATION_FOLDS = 4
 
-    `real` is (texts, labels, ids, embeddings), `synthetic` (texts, labels, demonstration
-    ids, embeddings); `progress` advances once per sample the LLM scores.
-    """
+
+def _judge_probabilities(
+    method: str,
+    llm: Any,
+    real: RealData,
+    texts: Sequence[str],
+    X: np.ndarray,
+    held: Sequence[Sequence[str]],
+    seed: int,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The judges' mean label probabilities for texts (embedded as X), with the classes;
+    `held[i]` are the real ids the embedding judge leaves out for text i."""
     texts_r, labels_r, ids_r, X_r = real
-    texts_s, labels_s, demos_s, X_s = synthetic
     probabilities = []
     classes: np.ndarray | None = None
     if method in NEEDS_SCORER:
         judge = LikelihoodLabelFilter(llm, seed=seed).fit(texts_r, labels_r)
-        probabilities.append(judge.label_probabilities(texts_s, progress))
+        probabilities.append(judge.label_probabilities(texts, progress))
         classes = judge.classes_
     if method in ("classifier", "knn", "combined"):
         embedding = "knn" if method == "knn" else "classifier"
         check = LabelConsistencyFilter(method=embedding).fit(X_r, labels_r, ids_r)  # type: ignore[arg-type]
-        probabilities.append(check.label_probabilities(X_s, demos_s))
+        probabilities.append(check.label_probabilities(X, held))
         if classes is not None and classes.tolist() != check.classes_.tolist():
             raise AssertionError("the two judges order the labels differently")
         classes = check.classes_
     if classes is None:
         raise ValueError(f"unknown label check {method!r}")
-    P = np.mean(probabilities, axis=0)
+    return np.mean(probabilities, axis=0), classes
+
+
+def calibrated_threshold(
+    method: str, llm: Any, real: RealData, quantile: float, seed: int = 0
+) -> float | None:
+    """The `quantile` of the real texts' own label scores, each real text judged out of
+    fold (by judges fitted on the other folds only), or None when a label has too few
+    real texts to leave any out."""
+    from sklearn.model_selection import StratifiedKFold
+
+    texts_r, labels_r, ids_r, X_r = real
+    labels = [str(v) for v in labels_r]
+    counts = [labels.count(lab) for lab in set(labels)]
+    folds = min(CALIBRATION_FOLDS, *counts)
+    if folds < 2:
+        return None
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    scores = np.zeros(len(labels))
+    for kept, held in splitter.split(np.zeros(len(labels)), labels):
+        fold_real = (
+            [texts_r[i] for i in kept],
+            [labels[i] for i in kept],
+            [str(ids_r[i]) for i in kept],
+            np.asarray(X_r)[kept],
+        )
+        P, classes = _judge_probabilities(
+            method, llm, fold_real, [texts_r[i] for i in held], np.asarray(X_r)[held],
+            [() for _ in held], seed,
+        )  # fmt: skip
+        scores[held] = label_score(P, classes, [labels[i] for i in held])
+    return float(np.clip(np.quantile(scores, quantile), 1e-6, 1.0))
+
+
+def run_label_check(
+    method: str,
+    threshold: float,
+    *,
+    llm: Any,
+    real: RealData,
+    synthetic: tuple[Sequence[str], Sequence[Hashable], Sequence[Sequence[str]], np.ndarray],
+    seed: int = 0,
+    progress: Callable[[int], None] | None = None,
+    quantile: float | None = None,
+) -> LabelCheck:
+    """Judge synthetic samples by `method` ("llm", "classifier", "knn" or "combined": the
+    mean of the LLM's and the classifier's label probabilities).
+
+    `real` is (texts, labels, ids, embeddings), `synthetic` (texts, labels, demonstration
+    ids, embeddings); `progress` advances once per sample the LLM scores. With `quantile`
+    the threshold is `calibrated_threshold` (`threshold` where it cannot be calibrated).
+    """
+    texts_s, labels_s, demos_s, X_s = synthetic
+    if quantile is not None:
+        threshold = calibrated_threshold(method, llm, real, quantile, seed) or threshold
+    P, classes = _judge_probabilities(method, llm, real, texts_s, X_s, demos_s, seed, progress)
     return check_probabilities(P, classes, labels_s, threshold)

@@ -545,8 +545,9 @@ class Pipeline:
         with bar if asks_llm else contextlib.nullcontext(None) as step:
             outcome = run_label_check(
                 method, threshold, llm=self.llm, real=real_in, synthetic=syn_in,
-                seed=self.config.seed, progress=step,
+                seed=self.config.seed, progress=step, quantile=g.label_check_quantile,
             )  # fmt: skip
+        threshold = outcome.threshold if outcome.threshold is not None else threshold
         kept = [row for row, k in zip(accepted, outcome.keep, strict=True) if k]
         mismatched = [
             {**row, "reason": "label_mismatch", "label_score": round(float(score), 4)}
@@ -555,7 +556,12 @@ class Pipeline:
         ]
         emptied = outcome.kept_whole_labels
         info = {
-            "label_check": {"method": method, "threshold": threshold, "kept_whole_labels": emptied}
+            "label_check": {
+                "method": method,
+                "threshold": threshold,
+                "quantile": g.label_check_quantile,
+                "kept_whole_labels": emptied,
+            }
         }
         for lab in emptied:
             self.reporter.message(

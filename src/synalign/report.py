@@ -190,7 +190,10 @@ def summarise(res: EvaluationResults) -> dict[str, Any]:
         for key in ("n", "distinct_1", "distinct_2", "cosine_diversity")
         if any(key in r for r in reference)
     }
+    from synalign.budget_curve import summarise_curve
+
     return {
+        "curve": summarise_curve(res.seeds),
         "judge_test_accuracy": res.seeds[0].get("judge_test_accuracy"),
         "methods": methods,
         "paired": paired,
@@ -513,6 +516,8 @@ def _model_text(settings: dict[str, Any]) -> str:
 
 
 def _document(res: EvaluationResults, summary: dict[str, Any], images: dict[str, bytes]) -> _Doc:
+    from synalign.budget_curve import write_curve_section
+
     s = res.settings
     info = res.info
     cfg = info.get("pipeline_config", {})
@@ -611,6 +616,7 @@ def _document(res: EvaluationResults, summary: dict[str, Any], images: dict[str,
     )
     if "scores" in images:
         doc.image("scores.png", images["scores"], "Accuracy and macro-F1 per method.")
+    write_curve_section(doc, summary.get("curve", {}), images)
 
     doc.h(2, "Label fidelity")
     judged = any(m["judge_agreement"]["mean"] is not None for m in summary["methods"].values())
@@ -810,6 +816,7 @@ def _document(res: EvaluationResults, summary: dict[str, Any], images: dict[str,
 
 def build_report(eval_dir: str | Path) -> Path:
     """Write metrics.json, report.md, report.html and the PNG plots into `<eval_dir>/report/`."""
+    from synalign.budget_curve import plot_curve
     from synalign.data import atomic_write_bytes, atomic_write_text
 
     res = load_results(eval_dir)
@@ -820,6 +827,9 @@ def build_report(eval_dir: str | Path) -> Path:
         "projection": lambda: plot_projection(res),
         "weights": lambda: plot_weights(res),
         "coverage": lambda: plot_coverage(summary, res.settings["coverage_clusters"]),
+        "curve": lambda: plot_curve(
+            summary["curve"], summary["methods"]["real"]["macro_f1"], res.settings["shots"]
+        ),
     }
     for name, make in makers.items():
         png = make()
