@@ -253,7 +253,8 @@ def plot_scores(res: EvaluationResults, summary: dict[str, Any]) -> bytes:
         pad = max(0.02, (hi - lo) * 0.3)
         ax.set_ylim(max(0.0, lo - pad), min(1.0, hi + pad))
         ax.set_xticks(x, names, rotation=30, ha="right")
-        ax.set_title(f"{title} on the real test split ({len(res.seeds)} seeds)")
+        held_out = "validation texts" if res.settings.get("validation") else "test split"
+        ax.set_title(f"{title} on the real {held_out} ({len(res.seeds)} seeds)")
     return _png(fig)
 
 
