@@ -252,6 +252,13 @@ def test_report_is_self_contained_and_rebuilds(evaluated: dict) -> None:
     assert "http://" not in page and "https://" not in page
     md = (report / "report.md").read_text()
     assert "C = 1 for every method" in md and "scores.png" in md
+    # each seed's calibrated threshold, the fixed one once
+    assert "threshold used (per seed)" in md and "| `synalign` |" in md
+    per_seed = [
+        s["methods"]["calibrated-check"]["label_check_threshold"]
+        for s in evaluated["metrics"]["per_seed"]
+    ]
+    assert all(t is None or 0.0 < t <= 1.0 for t in per_seed)
     saved = json.loads((report / "metrics.json").read_text())
     assert saved["versions"]["numpy"] == np.__version__
     assert saved["pipeline_config"]["llm"]["temperature"] == pytest.approx(0.9)
@@ -371,7 +378,7 @@ def test_validation_holds_out_part_of_the_pool_and_never_reads_a_test(tmp_path: 
         [
             "evaluate", "--train", str(path), "--validation", "--text-column", "t",
             "--label-column", "y", "--shots", "3", "--seeds", "0,", "--methods", "naive",
-            "--samples-per-label", "2", "--runs-dir", str(tmp_path),
+            "--samples-per-label", "2", "--curve", "none", "--runs-dir", str(tmp_path),
         ],
     )  # fmt: skip
     assert res.exit_code == 0, res.output
@@ -397,6 +404,12 @@ def test_validation_holds_out_part_of_the_pool_and_never_reads_a_test(tmp_path: 
         (["--methods", "nope", "--dataset", "rotten-tomatoes"], "unknown method 'nope'"),
         (["--dataset", "rotten-tomatoes", "--model", "bert"], "--model"),
         (["--train", "missing.csv", "--test", "missing.csv"], "--train"),
+        (["--dataset", "rotten-tomatoes", "--curve", "1,lots"], "--curve '1,lots'"),
+        (["--dataset", "rotten-tomatoes", "--curve", "-1"], "multiples must be positive"),
+        (
+            ["--dataset", "rotten-tomatoes", "--set", "generate.samples_per_label=9"],
+            "use --samples-per-label",
+        ),
     ],
 )
 def test_user_mistakes_are_one_line(tmp_path: Path, args: list[str], needle: str) -> None:

@@ -36,6 +36,7 @@ SCORED = (
     "distinct_2",
     "cosine_diversity",
     "synthetic_rows",
+    "label_check_threshold",
 )
 
 
@@ -492,6 +493,16 @@ def _num(stats: dict[str, Any] | None, fmt: str = "{:.4f}") -> str:
     return fmt.format(stats["mean"])
 
 
+def _thresholds(stats: dict[str, Any] | None) -> str:
+    """A label check's threshold: one value when fixed, each seed's when chosen per run."""
+    values = [v for v in (stats or {}).get("per_seed", []) if v is not None]
+    if not values:
+        return "-"
+    if max(values) - min(values) < 1e-9:
+        return f"{values[0]:.2f}"
+    return ", ".join(f"{v:.2f}" for v in values)
+
+
 def format_delta(entry: dict[str, Any] | None) -> str:
     """`+1.2 [+0.3, +2.1] (5/5)`: mean paired difference in points, 95% interval, wins."""
     if not entry or entry.get("mean") is None:
@@ -634,6 +645,7 @@ def _document(res: EvaluationResults, summary: dict[str, Any], images: dict[str,
                 _num(m["judge_agreement"], "{:.1%}"),
                 _num(m["flips_caught"], "{:.1%}"),
                 _num(m["rejection_precision"], "{:.1%}"),
+                _thresholds(m["label_check_threshold"]),
             ]
         )
     if rows:
@@ -646,6 +658,7 @@ def _document(res: EvaluationResults, summary: dict[str, Any], images: dict[str,
                 "judge agrees: trained on (by weight)",
                 "wrong labels caught",
                 "rejections that were wrong labels",
+                "threshold used (per seed)",
             ],
             rows,
         )
