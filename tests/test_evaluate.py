@@ -131,7 +131,7 @@ def method_settings(name: str) -> dict:
 def test_methods_differ_from_synalign_in_one_setting_each() -> None:
     base = method("synalign")
     assert base.settings(RunConfig())["label_check"] != "none"
-    checks = ("no-check", "llm-check", "classifier-check", "knn-check")
+    checks = ("no-check", "llm-check", "classifier-check", "knn-check", "fixed-check")
     for name in (*checks, "no-floor", "joint", "resample"):
         m = method(name)
         assert m.variant == base.variant and m.weighting == base.weighting
@@ -143,6 +143,15 @@ def test_methods_differ_from_synalign_in_one_setting_each() -> None:
     assert base.settings(RunConfig(), scorer=False)["label_check"] == "classifier"
     assert base.settings(RunConfig(), scorer=False)["label_check_threshold"] == 0.9
     assert base.settings(RunConfig())["label_check"] == "combined"
+    # The threshold is chosen per seed from the real shots unless one is fixed.
+    assert base.settings(RunConfig())["label_check_quantile"] == 0.1
+    assert "0.1 quantile of the real shots'" in base.describe(RunConfig())
+    fixed = method("fixed-check").settings(RunConfig())
+    assert fixed["label_check_quantile"] is None and fixed["label_check_threshold"] == 0.7
+    assert "LLM + classifier label check (0.7)" in method("fixed-check").describe(RunConfig())
+    own = RunConfig.model_validate({"generate": {"label_check_threshold": 0.5}})
+    assert base.settings(own)["label_check_quantile"] is None
+    assert base.settings(own)["label_check_threshold"] == 0.5
     # Only a method whose own change is the LLM's check is left out without token
     # probabilities; `synalign` then falls back to the classifier.
     from synalign.evaluate import _asks_scorer
@@ -255,8 +264,7 @@ def test_report_is_self_contained_and_rebuilds(evaluated: dict) -> None:
     # each seed's calibrated threshold, the fixed one once
     assert "threshold used (per seed)" in md and "| `synalign` |" in md
     per_seed = [
-        s["methods"]["calibrated-check"]["label_check_threshold"]
-        for s in evaluated["metrics"]["per_seed"]
+        s["methods"]["synalign"]["label_check_threshold"] for s in evaluated["metrics"]["per_seed"]
     ]
     assert all(t is None or 0.0 < t <= 1.0 for t in per_seed)
     saved = json.loads((report / "metrics.json").read_text())

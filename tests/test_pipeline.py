@@ -194,6 +194,10 @@ def test_label_check_moves_contradicted_samples_to_rejected(tmp_path, gemma: Lla
     assert state["rejected"].get("label_mismatch", 0) == len(mismatched)
     assert state["label_check"]["method"] == "classifier"
     assert all(0.0 <= r["label_score"] < 1.0 for r in mismatched)
+    # the threshold was chosen from the real texts' own out-of-fold scores
+    threshold = state["label_check"]["threshold"]
+    assert state["label_check"]["quantile"] == 0.1 and 0.0 < threshold <= 1.0
+    assert all(r["label_score"] < threshold for r in mismatched)
 
     # The same answers (from the response cache) without the check: the check's rejections
     # are exactly the samples it adds back.

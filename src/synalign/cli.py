@@ -308,7 +308,7 @@ def generate(
     ] = None,
     samples_per_label: Annotated[
         int, typer.Option(help="Candidate synthetic samples written per label.")
-    ] = 60,
+    ] = 160,
     seed: Annotated[int, typer.Option(help="Seed for every random choice.")] = 0,
     name: NameOption = "generate",
     runs_dir: RunsDirOption = "runs",
@@ -547,12 +547,12 @@ def evaluate(
     ] = "5",
     samples_per_label: Annotated[
         int, typer.Option(help="Candidate synthetic samples per label and generation variant.")
-    ] = 40,
+    ] = 160,
     methods: Annotated[
         str,
         typer.Option(
             help="Comma list of real, naive, synalign, no-esm, no-lar, no-check, llm-check "
-            "(local model only), classifier-check, knn-check, calibrated-check, no-sda, "
+            "(local model only), classifier-check, knn-check, fixed-check, no-sda, "
             "no-floor, joint, "
             "resample, kmm, judge-check (with --judge), or 'all' ('real' is always "
             "included). Each is described in the report."

@@ -174,7 +174,12 @@ class ExploreConfig(_Section):
 class GenerateConfig(_Section):
     """LAR: attribute reasoning and attribute-conditioned writing."""
 
-    samples_per_label: int = Field(60, gt=0, description="Candidate samples written per label.")
+    samples_per_label: int = Field(
+        160,
+        gt=0,
+        description="Candidate samples written per label (160: 10x the default 16 shots, "
+        "where the validation budget curves still rose).",
+    )
     samples_per_cluster: int = Field(5, gt=0, description="Samples written per demo cluster.")
     attributes: bool = Field(
         True, description="Ask for the cluster's latent attributes before writing."
@@ -200,16 +205,19 @@ class GenerateConfig(_Section):
         le=1,
         description="Keep a sample when the judge gives its label at least this share of the "
         "top label's probability (1: only samples the judge assigns to their own label). "
-        "Unset: 0.7 for combined, 0.3 for llm, 0.9 for classifier and knn.",
+        "Unset: chosen per run from the real texts (see label_check_quantile); where a "
+        "label has too few real texts for that, 0.7 for combined, 0.3 for llm, 0.9 for "
+        "classifier and knn.",
     )
-    label_check_quantile: float | None = Field(
-        None,
+    label_check_quantile: float = Field(
+        0.1,
         gt=0,
         lt=1,
-        description="Set: the threshold is chosen per run, as this quantile of the real "
-        "texts' own label scores (each judged out of fold, by judges that did not see it), "
-        "so a sample is rejected only when it reads less like its label than all but this "
-        "share of the real texts; label_check_threshold is then not used.",
+        description="With label_check_threshold unset, the threshold is this quantile of "
+        "the real texts' own label scores (each judged out of fold, by judges that did not "
+        "see it): a sample is rejected only when it reads less like its label than all but "
+        "this share of the real texts, so a judge that knows the labels well is strict and "
+        "one that does not is lenient.",
     )
 
 

@@ -46,6 +46,7 @@ class LabelCheck:
     scores: np.ndarray
     kept_whole_labels: list[str] = field(default_factory=list)
     threshold: float | None = None
+    calibrated: bool = False  # the threshold was chosen from the real texts' own scores
 
 
 class LabelConsistencyFilter:

@@ -80,7 +80,7 @@ class Method:
     def settings(self, config: RunConfig, scorer: bool = True) -> dict[str, Any]:
         """The method's effective settings under a pipeline config; `scorer`: whether the
         LLM exposes token probabilities (what `label_check = "auto"` resolves by)."""
-        from synalign.likelihood_check import label_check_settings
+        from synalign.likelihood_check import calibration_quantile, label_check_settings
 
         out: dict[str, Any] = {
             "label_check": config.generate.label_check,
@@ -92,6 +92,9 @@ class Method:
             "use": "weights",
         }
         out.update(dict(self.changes))
+        out["label_check_quantile"] = calibration_quantile(
+            out["label_check_threshold"], out["label_check_quantile"]
+        )
         out["label_check"], out["label_check_threshold"] = label_check_settings(
             out["label_check"], out["label_check_threshold"], scorer
         )
@@ -151,7 +154,8 @@ METHODS: tuple[Method, ...] = (
     Method("llm-check", _GP, "mmd", (("label_check", "llm"),)),
     Method("classifier-check", _GP, "mmd", (("label_check", "classifier"),)),
     Method("knn-check", _GP, "mmd", (("label_check", "knn"),)),
-    Method("calibrated-check", _GP, "mmd", (("label_check_quantile", 0.1),)),
+    # The label check's measured fixed threshold instead of one chosen per run.
+    Method("fixed-check", _GP, "mmd", (("label_check_quantile", None),)),
     Method("no-sda", _GP, "uniform"),
     Method("no-floor", _GP, "mmd", (("ess_floor", 0.0),)),
     Method("joint", _GP, "mmd", (("scope", "joint"),)),
@@ -246,7 +250,7 @@ class EvalConfig(BaseModel):
     label_column: str = "label"
     shots: int = Field(16, gt=0)
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4], min_length=1)
-    samples_per_label: int = Field(40, gt=0)
+    samples_per_label: int = Field(160, gt=0)
     methods: list[str] = Field(default_factory=lambda: parse_methods("all"))
     model: Literal["logreg", "finetune"] = "logreg"
     C: float = Field(1.0, gt=0)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Hashable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -155,6 +156,11 @@ def label_check_settings(method: str, threshold: float | None, scorer: bool) -> 
     return method, float(threshold)
 
 
+def calibration_quantile(threshold: float | None, quantile: float | None) -> float | None:
+    """The quantile that chooses the threshold per run: none when a threshold is fixed."""
+    return quantile if threshold is None else None
+
+
 def resolve_label_check(method: str, threshold: float | None, llm: Any) -> tuple[str, float]:
     """`label_check_settings` for this LLM; a check it cannot serve is a config error."""
     method, threshold = label_check_settings(method, threshold, can_score(llm))
@@ -252,7 +258,7 @@ def run_label_check(
     the threshold is `calibrated_threshold` (`threshold` where it cannot be calibrated).
     """
     texts_s, labels_s, demos_s, X_s = synthetic
-    if quantile is not None:
-        threshold = calibrated_threshold(method, llm, real, quantile, seed) or threshold
+    chosen = None if quantile is None else calibrated_threshold(method, llm, real, quantile, seed)
     P, classes = _judge_probabilities(method, llm, real, texts_s, X_s, demos_s, seed, progress)
-    return check_probabilities(P, classes, labels_s, threshold)
+    outcome = check_probabilities(P, classes, labels_s, threshold if chosen is None else chosen)
+    return replace(outcome, calibrated=chosen is not None)

@@ -529,9 +529,15 @@ class Pipeline:
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
         """Moves samples whose label the real texts contradict to the rejected ones
         (reason `label_mismatch`, with the judge's score)."""
-        from synalign.likelihood_check import NEEDS_SCORER, resolve_label_check, run_label_check
+        from synalign.likelihood_check import (
+            NEEDS_SCORER,
+            calibration_quantile,
+            resolve_label_check,
+            run_label_check,
+        )
 
         g = self.config.generate
+        quantile = calibration_quantile(g.label_check_threshold, g.label_check_quantile)
         real = self._real()
         method, threshold = resolve_label_check(g.label_check, g.label_check_threshold, self.llm)
         texts = [s["text"] for s in accepted]
@@ -545,7 +551,7 @@ class Pipeline:
         with bar if asks_llm else contextlib.nullcontext(None) as step:
             outcome = run_label_check(
                 method, threshold, llm=self.llm, real=real_in, synthetic=syn_in,
-                seed=self.config.seed, progress=step, quantile=g.label_check_quantile,
+                seed=self.config.seed, progress=step, quantile=quantile,
             )  # fmt: skip
         threshold = outcome.threshold if outcome.threshold is not None else threshold
         kept = [row for row, k in zip(accepted, outcome.keep, strict=True) if k]
@@ -559,10 +565,19 @@ class Pipeline:
             "label_check": {
                 "method": method,
                 "threshold": threshold,
-                "quantile": g.label_check_quantile,
+                "quantile": quantile if outcome.calibrated else None,
                 "kept_whole_labels": emptied,
             }
         }
+        chosen = (
+            f", the {quantile:g} quantile of the real texts' out-of-fold scores"
+            if outcome.calibrated
+            else ""
+        )
+        self.reporter.message(
+            f"label check ({method}, threshold {threshold:.2f}{chosen}): rejected "
+            f"{len(mismatched)} of {len(accepted)} samples as reading like another label"
+        )
         for lab in emptied:
             self.reporter.message(
                 f"[yellow]warning:[/yellow] the label check would reject every sample of "
