@@ -323,6 +323,7 @@ def test_rerun_generates_nothing(evaluated: dict) -> None:
     res = CliRunner().invoke(app, _cli_args(evaluated["runs"]))
     assert res.exit_code == 0, res.output
     assert "LLM calls made: 0" in res.output
+    assert "budget curve, synalign (candidates per label: macro-F1 %): 2: " in res.output
     after = json.loads((evaluated["config"].eval_dir / "report" / "metrics.json").read_text())
     for seed_result in after["per_seed"]:
         for stats in seed_result["generation"].values():

@@ -84,15 +84,17 @@ def subset_check(check: LabelCheck, mask: np.ndarray, labels: np.ndarray) -> np.
 def point_cost(stats: dict[str, Any], clusters: int) -> dict[str, float | None]:
     """LLM requests and generation seconds of a curve point: the variant's measured
     totals in proportion to its share of the demonstration clusters (each cluster costs
-    the same number of requests)."""
+    the same number of requests). Seconds are unknown (None) when the stages last ran
+    from the response cache: their time is not what generating cost."""
     total = stats.get("clusters") or 0
     if not total:
         return {"llm_requests": None, "seconds": None}
     share = min(1.0, clusters / total)
     requests = stats.get("llm_requests")
+    made = stats.get("llm_calls_when_generated")
     return {
         "llm_requests": None if requests is None else round(requests * share),
-        "seconds": round(float(stats.get("stage_seconds") or 0.0) * share, 2),
+        "seconds": round(float(stats.get("stage_seconds") or 0.0) * share, 2) if made else None,
     }
 
 
@@ -126,6 +128,19 @@ def summarise_curve(seeds: Sequence[dict[str, Any]]) -> dict[str, Any]:
             }
         out[name] = points
     return out
+
+
+def curve_lines(curve: dict[str, Any]) -> list[str]:
+    """The curve in a line per method, for the terminal."""
+    lines = []
+    for name, points in curve.items():
+        parts = [
+            f"{p['candidates_per_label']}: {100 * p['macro_f1']['mean']:.1f}"
+            for p in points.values()
+        ]
+        head = f"budget curve, {name} (candidates per label: macro-F1 %): "
+        lines.append(head + ", ".join(parts))
+    return lines
 
 
 def plot_curve(curve: dict[str, Any], real: dict[str, Any], shots: int) -> bytes | None:
@@ -177,7 +192,8 @@ def write_curve_section(doc: Any, curve: dict[str, Any], images: dict[str, bytes
         "generation (a smaller budget is the same run cut after fewer demonstration "
         "clusters, so every point shares its LLM calls). Where the curve flattens, more "
         "generation stops paying. LLM requests and minutes are what each point's share of "
-        "the generation took when it was generated, over all seeds."
+        "the generation took when it was generated, over all seeds ('-' minutes: the "
+        "generation was last re-run from the response cache, so its time is not known)."
     )
     if "curve" in images:
         doc.image("curve.png", images["curve"], "Macro-F1 against the synthetic budget.")

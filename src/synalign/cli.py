@@ -613,7 +613,7 @@ def evaluate(
     Re-running the same command reuses every finished generation (nothing is generated
     twice); `synalign report DIR` rebuilds the report alone.
     """
-    from synalign.budget_curve import parse_multiples
+    from synalign.budget_curve import curve_lines, parse_multiples
     from synalign.evaluate import Evaluation, load_eval_config, parse_methods, parse_seeds
     from synalign.progress import RichReporter
 
@@ -651,6 +651,8 @@ def evaluate(
     evaluation = Evaluation(config, reporter=RichReporter(err))
     metrics = evaluation.run()
     out.print(_eval_table(metrics))
+    for line in curve_lines(metrics.get("curve", {})):
+        out.print(line)
     out.print(
         f"LLM calls made: {evaluation.llm_calls_} · wall time {time.perf_counter() - start:.1f} s"
     )

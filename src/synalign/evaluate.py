@@ -139,6 +139,7 @@ class Method:
 
 
 _DEFAULT_ATTRIBUTES = GenerateConfig.model_fields["attributes"].default
+_DEFAULT_QUANTILE = GenerateConfig.model_fields["label_check_quantile"].default
 _GP = "gp-attr" if _DEFAULT_ATTRIBUTES else "gp-plain"
 _RANDOM = "random-attr" if _DEFAULT_ATTRIBUTES else "random-plain"
 _GP_OTHER = "gp-plain" if _DEFAULT_ATTRIBUTES else "gp-attr"
@@ -344,8 +345,11 @@ class EvalConfig(BaseModel):
             config.explore.method = explore_method  # type: ignore[assignment]
             config.generate.attributes = attributes
             # The evaluation applies the label check itself, so that one generated set
-            # serves the methods with and without it.
+            # serves the methods with and without it, and a change to the check's settings
+            # regenerates nothing.
             config.generate.label_check = "none"
+            config.generate.label_check_threshold = None
+            config.generate.label_check_quantile = _DEFAULT_QUANTILE
         return config
 
 
