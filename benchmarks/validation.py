@@ -18,16 +18,17 @@ fewer clusters, so a second budget costs no generation and a re-run costs none a
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import shlex
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import command, write
+
 CORPORA = "rotten-tomatoes,convention-speeches,bbc-news"
 # Label-check rules compared (`synalign` is the configured default).
 METHODS = "real,naive,synalign,no-check,llm-check,classifier-check,fixed-check"
@@ -86,17 +87,15 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from rich.console import Console
 
-    from synalign.data import atomic_write_text
     from synalign.evaluate import EvalConfig, Evaluation, parse_methods, parse_seeds
     from synalign.llm.factory import make_llm
     from synalign.progress import RichReporter
 
     corpora = [c.strip() for c in args.corpora.split(",") if c.strip()]
-    command = shlex.join(["python", "benchmarks/validation.py", *(argv or sys.argv[1:])])
     reporter = RichReporter(Console(stderr=True))
     llm = None
     report: dict[str, Any] = {
-        "command": command,
+        "command": command("validation.py", argv or sys.argv[1:]),
         "seeds": {},
         "shots": SHOTS,
         "budgets": {c: budgets_of(c) for c in corpora},
@@ -139,11 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     report["seconds"] = round(time.perf_counter() - started, 1)
     report["choice"] = choose(report)
     lines = render(report)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(RESULTS / f"{args.tag}.md", "\n".join(lines))
-    atomic_write_text(RESULTS / f"{args.tag}.json", json.dumps(report, indent=2))
+    path = write(args.tag, report, lines)
     print("\n".join(lines))
-    print(f"written: {RESULTS / f'{args.tag}.md'}")
+    print(f"written: {path}")
     return 0
 
 

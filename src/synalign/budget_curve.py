@@ -105,6 +105,7 @@ def summarise_curve(seeds: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
     if not seeds or not all(s.get("curve") for s in seeds):
         return {}
+    real = [s["methods"]["real"]["macro_f1"] for s in seeds]
     out: dict[str, Any] = {}
     for name in seeds[0]["curve"]:
         points: dict[str, Any] = {}
@@ -112,7 +113,6 @@ def summarise_curve(seeds: Sequence[dict[str, Any]]) -> dict[str, Any]:
             per_seed = [s["curve"][name][key] for s in seeds if key in s["curve"].get(name, {})]
             if len(per_seed) != len(seeds):
                 continue
-            real = [s["methods"]["real"]["macro_f1"] for s in seeds]
             f1 = [p["macro_f1"] for p in per_seed]
             requests = [p.get("llm_requests") for p in per_seed]
             seconds = [p.get("seconds") for p in per_seed]

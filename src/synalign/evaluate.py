@@ -1120,6 +1120,7 @@ class Evaluation:
 
         base = c.run_config(seed)
         self._kept: dict[tuple[Any, ...], LabelCheck] = {}
+        self._weights_of: dict[tuple[Any, ...], tuple[np.ndarray, float | None]] = {}
         self._align_bw: dict[str, float] = {}
         results: dict[str, Any] = {}
         arrays: dict[str, np.ndarray] = {
@@ -1143,8 +1144,11 @@ class Evaluation:
             for multiple in c.curve:
                 candidates = candidates_for(multiple, c.shots, spc)
                 clusters = clusters_for(candidates, spc)
-                self.reporter.message(f"seed {seed} · budget curve: {name} at {candidates}")
-                point, _ = self._method_result(m, base, full, clusters, generated, fit)
+                if clusters == main_clusters:
+                    point = results[name]  # the method's own row: the same rows and weights
+                else:
+                    self.reporter.message(f"seed {seed} · budget curve: {name} at {candidates}")
+                    point, _ = self._method_result(m, base, full, clusters, generated, fit)
                 stats = generated[m.variant or ""]["stats"]
                 curve[name][f"{multiple:g}"] = {
                     "candidates_per_label": candidates,
@@ -1225,7 +1229,11 @@ class Evaluation:
         mask = prefix_mask(whole["rows"], generated[m.variant]["demos"], clusters)
         s = _take(whole, mask)
         keep = subset_check(self._kept[check_key], mask, whole["labels"])
-        w, used_bw = self._weights(m, settings, s, keep, X_shots, y_shots, seed)
+        # Methods that differ only in how the weights are used share them.
+        key = (*check_key, clusters, m.weighting, settings["ess_floor"], settings["scope"])
+        if key not in self._weights_of:
+            self._weights_of[key] = self._weights(m, settings, s, keep, X_shots, y_shots, seed)
+        w, used_bw = self._weights_of[key]
         if used_bw is not None:
             self._align_bw.setdefault(m.variant, used_bw)
         s = {**s, "use": settings["use"], "keep": keep}
