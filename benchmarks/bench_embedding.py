@@ -24,10 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import command, git_state, header, load, machine, now, timed, write
 
+from synalign.backends.embed.embedders import SentenceTransformerEmbedder
 from synalign.config import build_config
-from synalign.datasets import load_split
-from synalign.embeddings import SentenceTransformerEmbedder
-from synalign.pipeline import Pipeline
+from synalign.io.corpora import load_split
+from synalign.pipeline.runner import Pipeline
 
 TARGET = 0.90
 BATCH = 64

@@ -35,14 +35,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import command, git_state, header, load, machine, now, write
 
-from synalign.datasets import draw_shots, load_split
-from synalign.filters import SampleFilter
-from synalign.llm.base import SamplingParams, sample_seed
-from synalign.llm.cache import CachedLLM, ResponseCache
-from synalign.llm.llamacpp import LlamaCppLLM, bundled_model_path
-from synalign.llm.shared_prefix import SharedPrefixDecoder, load_model
-from synalign.prompts import CompletionPrompts, TaskSpec
-from synalign.reason import Cluster, LatentAttributeGenerator, stable_seed
+from synalign.backends.llm.base import SamplingParams, sample_seed
+from synalign.backends.llm.cache import CachedLLM, ResponseCache
+from synalign.backends.llm.llamacpp import LlamaCppLLM, bundled_model_path
+from synalign.backends.llm.shared_prefix import SharedPrefixDecoder, load_model
+from synalign.io.corpora import draw_shots, load_split
+from synalign.lar.filters import SampleFilter
+from synalign.lar.generator import Cluster, LatentAttributeGenerator, stable_seed
+from synalign.lar.prompts.families import CompletionPrompts, TaskSpec
 
 OVERHEAD_TARGET = 0.10
 SEED = 0

@@ -39,11 +39,11 @@ import numpy as np
 from _common import command, git_state, header, load, machine, now, write
 
 from servers import LlamaServer
+from synalign.backends.embed.embedders import SentenceTransformerEmbedder
+from synalign.backends.llm.llamacpp import bundled_model_path
 from synalign.config import build_config
-from synalign.datasets import load_split
-from synalign.embeddings import SentenceTransformerEmbedder
-from synalign.llm.llamacpp import bundled_model_path
-from synalign.pipeline import Pipeline
+from synalign.io.corpora import load_split
+from synalign.pipeline.runner import Pipeline
 
 MILLION = 1_000_000
 
@@ -199,8 +199,8 @@ def main(argv: list[str] | None = None) -> int:
             "ray": ray.__version__,
         },
     }
-    from synalign.distributed import RayEmbedder, RayLLM
-    from synalign.llm.factory import make_llm
+    from synalign.backends.llm.factory import make_llm
+    from synalign.backends.ray.executor import RayEmbedder, RayLLM
 
     start = time.perf_counter()
     ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)

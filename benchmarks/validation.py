@@ -45,14 +45,14 @@ SAMPLES_PER_CLUSTER = 5  # the pipeline's default
 
 def budgets_of(corpus: str) -> list[int]:
     """The former default budget (40 candidates per label) and the curve's largest point."""
-    from synalign.budget_curve import candidates_for
+    from synalign.evaluation.budget_curve import candidates_for
 
     top = candidates_for(max(CURVES.get(corpus, DEFAULT_CURVE)), SHOTS, SAMPLES_PER_CLUSTER)
     return [OLD_BUDGET, top]
 
 
 def _delta(entry: dict[str, Any] | None) -> str:
-    from synalign.report import format_delta
+    from synalign.report.render import format_delta
 
     return format_delta(entry)
 
@@ -87,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from rich.console import Console
 
-    from synalign.evaluate import EvalConfig, Evaluation, parse_methods, parse_seeds
-    from synalign.llm.factory import make_llm
+    from synalign.backends.llm.factory import make_llm
+    from synalign.evaluation.runner import EvalConfig, Evaluation, parse_methods, parse_seeds
     from synalign.progress import RichReporter
 
     corpora = [c.strip() for c in args.corpora.split(",") if c.strip()]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import settings
 
-from synalign.llm.llamacpp import LlamaCppLLM
+from synalign.backends.llm.llamacpp import LlamaCppLLM
 
 # The same examples on every run: a property test fails for a reason, not by the draw.
 settings.register_profile("synalign", derandomize=True)

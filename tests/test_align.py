@@ -5,9 +5,9 @@ import pytest
 from scipy.optimize import minimize
 from sklearn.gaussian_process.kernels import RBF
 
-from synalign import align
-from synalign.align import ALL_LABEL, MMDAligner, project_to_simplex
-from synalign.kernels import effective_sample_size, median_bandwidth, mmd2, rbf_kernel
+from synalign.sda import aligner as align
+from synalign.sda.aligner import ALL_LABEL, MMDAligner, project_to_simplex
+from synalign.sda.kernels import effective_sample_size, median_bandwidth, mmd2, rbf_kernel
 
 
 def _unit_rows(A: np.ndarray) -> np.ndarray:

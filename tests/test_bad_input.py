@@ -20,16 +20,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from synalign import cli
+from synalign.backends.embed.embedders import SentenceTransformerEmbedder
+from synalign.backends.llm.base import Prompt, Request, SamplingParams
+from synalign.backends.llm.factory import check_llm_config
+from synalign.backends.llm.openai_compat import LLMRequestError, OpenAICompatibleLLM
+from synalign.cli import app as cli
 from synalign.config import build_config
-from synalign.data import read_records, validate_labelled
-from synalign.datasets import draw_shots
-from synalign.embeddings import SentenceTransformerEmbedder
 from synalign.errors import ConfigError, InputError
-from synalign.llm.base import Prompt, Request, SamplingParams
-from synalign.llm.factory import check_llm_config
-from synalign.llm.openai_compat import LLMRequestError, OpenAICompatibleLLM
-from synalign.pipeline import Pipeline
+from synalign.io.corpora import draw_shots
+from synalign.io.tables import read_records, validate_labelled
+from synalign.pipeline.runner import Pipeline
 from synalign.records import Record
 
 DOWN = "http://127.0.0.1:9/v1"  # the discard port: nothing listens, connection refused

@@ -13,12 +13,12 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from synalign.data import read_jsonl, read_records, write_records
-from synalign.filters import SampleFilter
-from synalign.llm.base import Completion
-from synalign.pipeline import no_sample_message
-from synalign.prompts import ChatPrompts
-from synalign.reason import LatentAttributeGenerator
+from synalign.backends.llm.base import Completion
+from synalign.io.tables import read_jsonl, read_records, write_records
+from synalign.lar.filters import SampleFilter
+from synalign.lar.generator import LatentAttributeGenerator
+from synalign.lar.prompts.families import ChatPrompts
+from synalign.pipeline.runner import no_sample_message
 from test_bad_input import GOOD, one_line_error, run_cli, write_jsonl
 from test_filters import ENGLISH, TASK, ScriptedLLM, _cluster
 
@@ -206,7 +206,7 @@ def test_assistant_talk_that_real_texts_share_is_not_rejected() -> None:
 
 @pytest.mark.parametrize("corpus", ["rotten-tomatoes", "bbc-news"])
 def test_assistant_talk_patterns_spare_every_real_text(corpus: str) -> None:
-    from synalign.datasets import load_split
+    from synalign.io.corpora import load_split
 
     f = SampleFilter(language=False).fit(ENGLISH)
     texts = [r.text for split in ("train", "test") for r in load_split(corpus, split)]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from synalign.datasets import load_split
+from synalign.io.corpora import load_split
 
 
 def synalign(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from synalign.consistency import LabelConsistencyFilter
+from synalign.lar.label_check.embedding import LabelConsistencyFilter
 
 
 def _blobs(rng: np.random.Generator, n: int, centre: np.ndarray) -> np.ndarray:

@@ -11,7 +11,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from synalign.data import (
+from synalign.errors import ConfigError, InputError
+from synalign.io.tables import (
     LoadResult,
     atomic_write_bytes,
     atomic_write_text,
@@ -21,7 +22,6 @@ from synalign.data import (
     write_jsonl,
     write_records,
 )
-from synalign.errors import ConfigError, InputError
 from synalign.records import Record
 
 ROWS = [

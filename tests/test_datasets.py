@@ -6,7 +6,8 @@ from collections import Counter
 
 import pytest
 
-from synalign.datasets import (
+from synalign.errors import ConfigError
+from synalign.io.corpora import (
     bbc_text,
     dataset_info,
     draw_shots,
@@ -14,7 +15,6 @@ from synalign.datasets import (
     load_corpus,
     load_split,
 )
-from synalign.errors import ConfigError
 from synalign.records import Record
 
 

@@ -13,18 +13,16 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from synalign.align import MMDAligner
-from synalign.cli import app
+from synalign.backends.llm.llamacpp import LlamaCppLLM
+from synalign.cli.app import app
 from synalign.config import RunConfig
-from synalign.data import read_jsonl
 from synalign.errors import ConfigError, SynAlignError
-from synalign.evaluate import (
+from synalign.evaluation.runner import (
     METHOD_NAMES,
     VARIANTS,
     EvalConfig,
     Evaluation,
     FineTuneClassifier,
-    KMMWeighter,
     cosine_diversity,
     coverage_curve,
     distinct_n,
@@ -32,13 +30,13 @@ from synalign.evaluate import (
     method,
     parse_methods,
     parse_seeds,
-    training_weights,
-    training_weights_of,
-    uniform_weights,
 )
-from synalign.kernels import mmd2
-from synalign.llm.llamacpp import LlamaCppLLM
-from synalign.report import build_report, paired_stats
+from synalign.io.tables import read_jsonl
+from synalign.report.render import build_report, paired_stats
+from synalign.sda.aligner import MMDAligner
+from synalign.sda.kernels import mmd2
+from synalign.sda.kmm import KMMWeighter
+from synalign.sda.weights import training_weights, training_weights_of, uniform_weights
 
 TINY = ["generate.samples_per_cluster=2", "explore.cluster_size=2"]
 STAGES_TO_GENERATE = ["ingest", "explore", "describe", "generate"]
@@ -154,7 +152,7 @@ def test_methods_differ_from_synalign_in_one_setting_each() -> None:
     assert base.settings(own)["label_check_threshold"] == 0.5
     # Only a method whose own change is the LLM's check is left out without token
     # probabilities; `synalign` then falls back to the classifier.
-    from synalign.evaluate import _asks_scorer
+    from synalign.evaluation.runner import _asks_scorer
 
     assert [m for m in METHOD_NAMES if _asks_scorer(method(m))] == ["llm-check"]
     assert method("naive").settings(RunConfig())["label_check"] == "none"
@@ -334,7 +332,7 @@ def test_rerun_generates_nothing(evaluated: dict) -> None:
 
 
 def test_user_files_real_only(tmp_path: Path) -> None:
-    from synalign.datasets import load_split
+    from synalign.io.corpora import load_split
 
     rows = load_split("bbc-news", "train")
     train = [r for lab in ("sport", "tech") for r in [x for x in rows if x.label == lab][:12]]
@@ -376,7 +374,7 @@ def test_user_files_real_only(tmp_path: Path) -> None:
 def test_validation_holds_out_part_of_the_pool_and_never_reads_a_test(tmp_path: Path) -> None:
     """--validation: shots (the pipeline's too) come from four fifths of --train, the
     methods are scored on the other fifth, and no test data is given or read."""
-    from synalign.datasets import load_split
+    from synalign.io.corpora import load_split
 
     rows = load_split("rotten-tomatoes", "train")
     train = [r for lab in ("fresh", "rotten") for r in [x for x in rows if x.label == lab][:20]]

@@ -5,9 +5,9 @@ import pytest
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import RBF
 
-from synalign import explore
-from synalign.explore import DemonstrationSelector, GPUncertaintyTracker, RandomSelector
-from synalign.kernels import median_bandwidth, rbf_kernel
+from synalign.esm import selectors as explore
+from synalign.esm.selectors import DemonstrationSelector, GPUncertaintyTracker, RandomSelector
+from synalign.sda.kernels import median_bandwidth, rbf_kernel
 
 NOISE = 1e-4
 

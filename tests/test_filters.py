@@ -11,14 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from synalign.backends.llm.base import LLM, Completion, OnResult, Request
 from synalign.config import build_config
-from synalign.data import read_jsonl
 from synalign.errors import SynAlignError
-from synalign.filters import REASONS, LanguageProfile, SampleFilter, repetition, words_of
-from synalign.llm.base import LLM, Completion, OnResult, Request
-from synalign.pipeline import Pipeline, no_sample_message
-from synalign.prompts import ChatPrompts, CompletionPrompts, ParsedSample, TaskSpec
-from synalign.reason import Cluster, LatentAttributeGenerator
+from synalign.io.tables import read_jsonl
+from synalign.lar.filters import REASONS, LanguageProfile, SampleFilter, repetition, words_of
+from synalign.lar.generator import Cluster, LatentAttributeGenerator
+from synalign.lar.prompts.families import ChatPrompts, CompletionPrompts, ParsedSample, TaskSpec
+from synalign.pipeline.runner import Pipeline, no_sample_message
 
 TASK = TaskSpec("movie review", {"fresh": "positive", "rotten": "negative"})
 FOREIGN = json.loads((Path(__file__).parent / "data" / "foreign_sentences.json").read_text())
@@ -240,7 +240,7 @@ def test_language_and_repetition_spare_held_out_real_texts(corpus: str) -> None:
     """Calibration, few-shot as in a run: fit on 16 or 32 training texts per label, score
     every held-out text. (The Rotten Tomatoes test split itself holds some Spanish and
     Portuguese reviews; they count as false rejections here.)"""
-    from synalign.datasets import draw_shots, load_split
+    from synalign.io.corpora import draw_shots, load_split
 
     train, test = load_split(corpus, "train"), load_split(corpus, "test")
     caught: Counter[str] = Counter()

@@ -7,17 +7,17 @@ import random
 import numpy as np
 import pytest
 
-from synalign.datasets import load_split
+from synalign.backends.llm.base import can_score
+from synalign.backends.llm.cache import CachedLLM, ResponseCache
+from synalign.backends.llm.llamacpp import LlamaCppLLM
+from synalign.backends.llm.openai_compat import OpenAICompatibleLLM
 from synalign.errors import ConfigError
-from synalign.likelihood_check import (
+from synalign.io.corpora import load_split
+from synalign.lar.label_check.likelihood import (
     DEFAULT_THRESHOLDS,
     LikelihoodLabelFilter,
     resolve_label_check,
 )
-from synalign.llm.base import can_score
-from synalign.llm.cache import CachedLLM, ResponseCache
-from synalign.llm.llamacpp import LlamaCppLLM
-from synalign.llm.openai_compat import OpenAICompatibleLLM
 
 PREFIX = "Text: a gorgeous, moving film\nLabel: fresh\n\nText: dull and lifeless\nLabel: rotten\n\n"
 
@@ -102,8 +102,8 @@ def test_long_texts_are_cut_and_shots_fit_the_prompt(gemma: LlamaCppLLM) -> None
 
 
 def test_combined_check_averages_the_two_judges(tmp_path, gemma: LlamaCppLLM) -> None:
-    from synalign.consistency import LabelConsistencyFilter, label_score
-    from synalign.likelihood_check import run_label_check
+    from synalign.lar.label_check.embedding import LabelConsistencyFilter, label_score
+    from synalign.lar.label_check.likelihood import run_label_check
 
     train = load_split("rotten-tomatoes", "train")
     rng = np.random.default_rng(0)
@@ -141,9 +141,9 @@ def test_calibrated_threshold_follows_how_well_the_judge_knows_the_real_texts() 
     """Real texts the judge can learn give a strict threshold; the same texts under
     shuffled labels (nothing to learn) give a lenient one, so a judge that does not know
     the labels rejects only confident mismatches."""
-    from synalign.datasets import draw_shots
-    from synalign.embeddings import SentenceTransformerEmbedder
-    from synalign.likelihood_check import calibrated_threshold, run_label_check
+    from synalign.backends.embed.embedders import SentenceTransformerEmbedder
+    from synalign.io.corpora import draw_shots
+    from synalign.lar.label_check.likelihood import calibrated_threshold, run_label_check
 
     embedder = SentenceTransformerEmbedder()
     for seed in range(3):
@@ -172,7 +172,7 @@ def test_calibrated_threshold_follows_how_well_the_judge_knows_the_real_texts() 
 def test_combined_calibration_scores_each_real_text_once_and_caches(
     tmp_path, gemma: LlamaCppLLM
 ) -> None:
-    from synalign.likelihood_check import calibrated_threshold
+    from synalign.lar.label_check.likelihood import calibrated_threshold
 
     train = load_split("rotten-tomatoes", "pool")
     real = [r for lab in ("fresh", "rotten") for r in [t for t in train if t.label == lab][:6]]

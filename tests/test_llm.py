@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from synalign.llm.base import Prompt, Request, SamplingParams
-from synalign.llm.cache import CachedLLM, ResponseCache
-from synalign.llm.llamacpp import LlamaCppLLM
+from synalign.backends.llm.base import Prompt, Request, SamplingParams
+from synalign.backends.llm.cache import CachedLLM, ResponseCache
+from synalign.backends.llm.llamacpp import LlamaCppLLM
 
 PROMPT = Prompt(
     text="Movie review (positive): A joy from start to finish.\n\n"

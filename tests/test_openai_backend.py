@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 
 from servers import LlamaServer
+from synalign.backends.llm.llamacpp import bundled_model_path
+from synalign.backends.llm.openai_compat import OpenAICompatibleLLM, _retry_after
 from synalign.config import build_config
-from synalign.data import read_jsonl
 from synalign.errors import SynAlignError
-from synalign.llm.llamacpp import bundled_model_path
-from synalign.llm.openai_compat import OpenAICompatibleLLM, _retry_after
-from synalign.pipeline import Pipeline
+from synalign.io.tables import read_jsonl
+from synalign.pipeline.runner import Pipeline
 
 KEY = "sk-test-7f3a9c2e55d1"
 

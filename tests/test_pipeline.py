@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 
+from synalign.backends.llm.llamacpp import LlamaCppLLM
 from synalign.config import build_config
-from synalign.data import read_jsonl
 from synalign.errors import SynAlignError
-from synalign.llm.llamacpp import LlamaCppLLM
-from synalign.pipeline import Pipeline
+from synalign.io.tables import read_jsonl
+from synalign.pipeline.runner import Pipeline
 
 
 def _config(tmp_path, **generate):
@@ -65,8 +65,8 @@ def test_end_to_end_then_skip_then_resume(tmp_path, gemma: LlamaCppLLM) -> None:
     # exports in the formats the ecosystem reads
     from typer.testing import CliRunner
 
-    from synalign.cli import app
-    from synalign.data import read_records
+    from synalign.cli.app import app
+    from synalign.io.tables import read_records
 
     runner = CliRunner()
     for target in ("out.parquet", "out_hf"):
@@ -118,7 +118,7 @@ def test_nothing_accepted_names_the_label(tmp_path, gemma: LlamaCppLLM) -> None:
 
 
 def test_user_file_with_custom_columns(tmp_path, gemma: LlamaCppLLM) -> None:
-    from synalign.datasets import load_split
+    from synalign.io.corpora import load_split
 
     rows = load_split("bbc-news", "train")
     picked = [r for label in ("sport", "tech") for r in [x for x in rows if x.label == label][:5]]
@@ -147,9 +147,9 @@ def test_user_file_with_custom_columns(tmp_path, gemma: LlamaCppLLM) -> None:
 
 
 def test_chat_family_with_instruction_model(smollm_path: str) -> None:
-    from synalign.filters import SampleFilter
-    from synalign.prompts import ChatPrompts, TaskSpec
-    from synalign.reason import Cluster, LatentAttributeGenerator
+    from synalign.lar.filters import SampleFilter
+    from synalign.lar.generator import Cluster, LatentAttributeGenerator
+    from synalign.lar.prompts.families import ChatPrompts, TaskSpec
 
     llm = LlamaCppLLM(smollm_path, n_ctx=2048)
     assert llm.has_chat_template
@@ -175,7 +175,7 @@ def test_chat_family_with_instruction_model(smollm_path: str) -> None:
 
 
 def test_second_run_on_same_directory_refuses(tmp_path) -> None:
-    from synalign.pipeline import run_lock
+    from synalign.pipeline.runner import run_lock
 
     config = _config(tmp_path)
     config.run_dir.mkdir(parents=True)

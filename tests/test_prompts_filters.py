@@ -1,5 +1,5 @@
-from synalign.filters import SampleFilter
-from synalign.prompts import (
+from synalign.lar.filters import SampleFilter
+from synalign.lar.prompts.families import (
     ChatPrompts,
     CompletionPrompts,
     TaskSpec,

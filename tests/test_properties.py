@@ -20,12 +20,12 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from synalign.align import ALL_LABEL, MMDAligner
-from synalign.data import read_records, write_records
 from synalign.errors import InputError
-from synalign.explore import DemonstrationSelector, GPUncertaintyTracker, RandomSelector
-from synalign.kernels import mmd2, rbf_kernel
+from synalign.esm.selectors import DemonstrationSelector, GPUncertaintyTracker, RandomSelector
+from synalign.io.tables import read_records, write_records
 from synalign.records import has_line_break
+from synalign.sda.aligner import ALL_LABEL, MMDAligner
+from synalign.sda.kernels import mmd2, rbf_kernel
 
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

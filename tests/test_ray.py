@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from servers import LlamaServer
+from synalign.backends.llm.base import Prompt, Request, SamplingParams
+from synalign.backends.llm.factory import check_llm_config
 from synalign.config import build_config
 from synalign.errors import ConfigError
-from synalign.llm.base import Prompt, Request, SamplingParams
-from synalign.llm.factory import check_llm_config
-from synalign.pipeline import Pipeline
+from synalign.pipeline.runner import Pipeline
 
 OUTPUTS = (
     "real.jsonl",
@@ -90,7 +90,7 @@ def _same_outputs(a: Path, b: Path) -> None:
 
 
 def test_missing_ray_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from synalign.distributed import RayLLM
+    from synalign.backends.ray.executor import RayLLM
 
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(ConfigError, match=r"pip install 'synalign\[ray\]'") as info:
@@ -129,7 +129,7 @@ def test_endpoint_list_needs_ray(tmp_path: Path) -> None:
 
 def test_llamacpp_units_are_the_local_batches(tmp_path: Path) -> None:
     pytest.importorskip("ray")
-    from synalign.distributed import RayLLM
+    from synalign.backends.ray.executor import RayLLM
 
     config = _config(tmp_path, "x", "ray")
     config.llm.parallel_samples = 4
@@ -168,7 +168,7 @@ def test_ray_executor_gives_the_local_outputs(ray_local, tmp_path: Path) -> None
 
 @pytest.mark.slow
 def test_worker_killed_mid_run_is_survived(ray_local, tmp_path: Path) -> None:
-    from synalign.llm.llamacpp import bundled_model_path
+    from synalign.backends.llm.llamacpp import bundled_model_path
 
     model = str(bundled_model_path())
     # one thread each: two servers share the two cores without spinning against each other

@@ -102,7 +102,7 @@ def test_every_command_is_covered() -> None:
     """A new command gets its own usage cases: each command above is exercised."""
     import typer.main
 
-    from synalign.cli import app
+    from synalign.cli.app import app
 
     commands = set(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
     assert {"demo", "run", "generate", "align", "export", "evaluate", "report"} <= commands

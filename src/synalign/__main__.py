@@ -1,3 +1,3 @@
-from synalign.cli import main
+from synalign.cli.app import main
 
 main()

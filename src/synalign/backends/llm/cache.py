@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from synalign.llm.base import (
+from synalign.backends.llm.base import (
     LLM,
     Completion,
     OnResult,

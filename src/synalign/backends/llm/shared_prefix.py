@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from synalign.backends.llm.base import Completion, SamplingParams
 from synalign.errors import ConfigError
-from synalign.llm.base import Completion, SamplingParams
 
 # The sampler chain of llama-cpp-python's create_completion with its defaults
 # (repeat penalty 1.0 and typical-p 1.0 are no-ops; top-k 40 is not).

@@ -36,7 +36,7 @@ import numpy as np
 from scipy.linalg import LinAlgError, cho_factor, cho_solve
 from scipy.sparse.linalg import LinearOperator, eigsh
 
-from synalign.kernels import (
+from synalign.sda.kernels import (
     BlasThreads,
     effective_sample_size,
     median_bandwidth,
@@ -798,7 +798,7 @@ class MMDAligner:
     ) -> None:
         """Joint weights renormalised within each label (uniform where a label got none),
         with each label's exact MMD² and ESS (quadratic in the label's rows)."""
-        from synalign.kernels import mmd2
+        from synalign.sda.kernels import mmd2
 
         for label, idx in syn_groups.items():
             w = self.weights_[idx]

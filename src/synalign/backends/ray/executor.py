@@ -33,13 +33,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from synalign.backends.llm.base import Completion, OnResult, Request, can_score
 from synalign.errors import ConfigError, SynAlignError
-from synalign.llm.base import Completion, OnResult, Request, can_score
 
 if TYPE_CHECKING:
+    from synalign.backends.embed.embedders import Embedder
+    from synalign.backends.llm.base import LLM
     from synalign.config import LLMConfig, RunConfig
-    from synalign.embeddings import Embedder
-    from synalign.llm.base import LLM
 
 RAY_MISSING = (
     "executor 'ray' needs Ray, which is not installed: pip install 'synalign[ray]' "
@@ -88,7 +88,7 @@ def executor_llm(config: RunConfig) -> LLM:
     """The configured LLM backend, behind Ray workers when `executor = "ray"`."""
     if config.executor == "ray":
         return RayLLM(config)
-    from synalign.llm.factory import make_llm
+    from synalign.backends.llm.factory import make_llm
 
     return make_llm(config.llm)
 
@@ -97,7 +97,7 @@ def executor_embedder(config: RunConfig) -> Embedder:
     """The configured embedder, on Ray workers when `executor = "ray"`."""
     if config.executor == "ray":
         return RayEmbedder(config)
-    from synalign.embeddings import SentenceTransformerEmbedder
+    from synalign.backends.embed.embedders import SentenceTransformerEmbedder
 
     return SentenceTransformerEmbedder(config.embed.model, batch_size=config.embed.batch_size)
 
@@ -109,7 +109,7 @@ class LLMWorker:
     """Holds one backend (llama.cpp, or an OpenAI-compatible client for one endpoint)."""
 
     def __init__(self, config: LLMConfig) -> None:
-        from synalign.llm.factory import make_llm
+        from synalign.backends.llm.factory import make_llm
 
         _all_cores(config.threads)
         self.llm = make_llm(config)
@@ -130,7 +130,7 @@ class OpenAIWorker:
     def __init__(self, config: LLMConfig) -> None:
         import threading
 
-        from synalign.llm.factory import make_llm
+        from synalign.backends.llm.factory import make_llm
 
         self.llm: Any = make_llm(config)
         self._client: Any = None
@@ -164,7 +164,7 @@ class EmbedWorker:
         threads = _all_cores(threads)
         import torch
 
-        from synalign.embeddings import SentenceTransformerEmbedder
+        from synalign.backends.embed.embedders import SentenceTransformerEmbedder
 
         torch.set_num_threads(threads)
         self.embedder = SentenceTransformerEmbedder(model, batch_size=batch_size)
@@ -345,7 +345,7 @@ class RayLLM:
     """The LLM protocol over a pool of Ray actors each holding the configured backend."""
 
     def __init__(self, config: RunConfig) -> None:
-        from synalign.llm.factory import base_urls, check_llm_config
+        from synalign.backends.llm.factory import base_urls, check_llm_config
 
         import_ray()
         c = config.llm
@@ -360,11 +360,11 @@ class RayLLM:
         self._worker_config = self._for_workers(c)
         names = self._worker_config(self._urls[0])
         if c.backend == "llamacpp":
-            from synalign.llm.llamacpp import LlamaCppLLM
+            from synalign.backends.llm.llamacpp import LlamaCppLLM
 
             self._local: Any = LlamaCppLLM(names.model_path, n_ctx=c.n_ctx, n_threads=1)
         else:
-            from synalign.llm.factory import make_llm
+            from synalign.backends.llm.factory import make_llm
 
             self._local = make_llm(names)
 
@@ -443,7 +443,7 @@ class RayLLM:
 
     def _units(self, requests: Sequence[Request]) -> list[list[int]]:
         if self.config.llm.backend == "llamacpp":
-            from synalign.llm.llamacpp import _runs
+            from synalign.backends.llm.llamacpp import _runs
 
             return list(_runs(requests, max(1, self.config.llm.parallel_samples)))
         return [[pos] for pos in range(len(requests))]
@@ -476,7 +476,7 @@ class RayEmbedder:
     """`SentenceTransformerEmbedder.encode` with its batches encoded on Ray actors."""
 
     def __init__(self, config: RunConfig) -> None:
-        from synalign.embeddings import BUNDLED_MODEL, SentenceTransformerEmbedder
+        from synalign.backends.embed.embedders import BUNDLED_MODEL, SentenceTransformerEmbedder
 
         import_ray()
         self.config = config

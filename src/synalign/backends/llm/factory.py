@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from synalign.backends.llm.base import LLM
 from synalign.config import LLMConfig
 from synalign.errors import ConfigError
-from synalign.llm.base import LLM
 
 
 def check_llm_config(config: LLMConfig) -> None:
@@ -45,7 +45,7 @@ def base_urls(config: LLMConfig) -> list[str]:
 def make_llm(config: LLMConfig) -> LLM:
     check_llm_config(config)
     if config.backend == "llamacpp":
-        from synalign.llm.llamacpp import LlamaCppLLM
+        from synalign.backends.llm.llamacpp import LlamaCppLLM
 
         return LlamaCppLLM(
             config.model_path,
@@ -54,7 +54,7 @@ def make_llm(config: LLMConfig) -> LLM:
             parallel_samples=config.parallel_samples,
         )
     if config.backend == "openai":
-        from synalign.llm.openai_compat import OpenAICompatibleLLM
+        from synalign.backends.llm.openai_compat import OpenAICompatibleLLM
 
         key = config.api_key.get_secret_value() if config.api_key else None
         urls = base_urls(config)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from synalign.consistency import LabelCheck
+from synalign.lar.label_check.embedding import LabelCheck
 
 # Multiples of the real shots per label; the methods the curve is drawn for.
 DEFAULT_MULTIPLES: tuple[float, ...] = (1.0, 3.0, 10.0)
@@ -101,7 +101,7 @@ def point_cost(stats: dict[str, Any], clusters: int) -> dict[str, float | None]:
 def summarise_curve(seeds: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Per method and budget: macro-F1 over seeds, the paired difference to `real`, and
     the cost; {} when the evaluation drew no curve."""
-    from synalign.report import _stats, paired_stats
+    from synalign.report.render import _stats, paired_stats
 
     if not seeds or not all(s.get("curve") for s in seeds):
         return {}
@@ -146,7 +146,7 @@ def curve_lines(curve: dict[str, Any]) -> list[str]:
 def plot_curve(curve: dict[str, Any], real: dict[str, Any], shots: int) -> bytes | None:
     """Macro-F1 against candidates per label, each method's mean with its 95% interval
     of the paired difference to `real` drawn around it; the real shots alone at 0."""
-    from synalign.report import _figure, _png
+    from synalign.report.render import _figure, _png
 
     if not curve:
         return None
@@ -182,7 +182,7 @@ def plot_curve(curve: dict[str, Any], real: dict[str, Any], shots: int) -> bytes
 
 def write_curve_section(doc: Any, curve: dict[str, Any], images: dict[str, bytes]) -> None:
     """The report's budget-curve section: the plot and a table with each point's cost."""
-    from synalign.report import _pct, format_delta
+    from synalign.report.render import _pct, format_delta
 
     if not curve:
         return

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.linalg import solve_triangular
 
-from synalign.kernels import BlasThreads, median_bandwidth, threads_for
+from synalign.sda.kernels import BlasThreads, median_bandwidth, threads_for
 
 _INITIAL_CAPACITY = 8
 # A float64 factor above this size is stored as float32 instead (sums stay in float64).

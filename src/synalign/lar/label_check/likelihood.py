@@ -31,14 +31,14 @@ from typing import Any
 import numpy as np
 from scipy.special import softmax
 
-from synalign.consistency import (
+from synalign.backends.llm.base import can_score
+from synalign.errors import ConfigError
+from synalign.lar.label_check.embedding import (
     LabelCheck,
     LabelConsistencyFilter,
     check_probabilities,
     label_score,
 )
-from synalign.errors import ConfigError
-from synalign.llm.base import can_score
 
 CONTENT_FREE = "N/A"
 

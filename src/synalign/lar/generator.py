@@ -9,9 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from synalign.filters import SampleFilter
-from synalign.llm.base import LLM, Completion, Request, SamplingParams
-from synalign.prompts import (
+from synalign.backends.llm.base import LLM, Completion, Request, SamplingParams
+from synalign.lar.filters import SampleFilter
+from synalign.lar.prompts.families import (
     ParsedSample,
     PromptFamily,
     TaskSpec,

@@ -129,13 +129,13 @@ def _executor_overrides(executor: str | None, ray_address: str | None) -> list[s
 
 
 def _run_pipeline(config: Any, until: str, force: bool) -> Any:
-    from synalign.llm.factory import check_llm_config
-    from synalign.pipeline import Pipeline
+    from synalign.backends.llm.factory import check_llm_config
+    from synalign.pipeline.runner import Pipeline
     from synalign.progress import RichReporter
 
     check_llm_config(config.llm)
     if config.executor == "ray":
-        from synalign.distributed import check_ray
+        from synalign.backends.ray.executor import check_ray
 
         check_ray()
     _quiet_libraries()
@@ -382,11 +382,11 @@ def align(
     """MMD-weight a synthetic set against real data and resample it (no LLM needed)."""
     import numpy as np
 
-    from synalign.align import SCOPES, MMDAligner
-    from synalign.consistency import METHODS as CHECKS
-    from synalign.consistency import LabelConsistencyFilter
-    from synalign.data import read_records, write_records
-    from synalign.embeddings import SentenceTransformerEmbedder
+    from synalign.backends.embed.embedders import SentenceTransformerEmbedder
+    from synalign.io.tables import read_records, write_records
+    from synalign.lar.label_check.embedding import METHODS as CHECKS
+    from synalign.lar.label_check.embedding import LabelConsistencyFilter
+    from synalign.sda.aligner import SCOPES, MMDAligner
 
     _quiet_libraries()
     if scope not in SCOPES:
@@ -468,7 +468,7 @@ def export(
     """Write a run's synthetic data as JSONL, CSV, Parquet or a Hugging Face dataset."""
     import numpy as np
 
-    from synalign.data import read_jsonl, write_records
+    from synalign.io.tables import read_jsonl, write_records
 
     if which not in ("aligned", "synthetic"):
         raise SynAlignError(f"--which {which!r}: choose 'aligned' or 'synthetic'")
@@ -495,7 +495,7 @@ def export(
 
 
 def _eval_table(metrics: dict[str, Any]) -> Table:
-    from synalign.report import format_delta
+    from synalign.report.render import format_delta
 
     table = Table(title="evaluation on the real test split", header_style="bold")
     columns = (
@@ -613,8 +613,8 @@ def evaluate(
     Re-running the same command reuses every finished generation (nothing is generated
     twice); `synalign report DIR` rebuilds the report alone.
     """
-    from synalign.budget_curve import curve_lines, parse_multiples
-    from synalign.evaluate import Evaluation, load_eval_config, parse_methods, parse_seeds
+    from synalign.evaluation.budget_curve import curve_lines, parse_multiples
+    from synalign.evaluation.runner import Evaluation, load_eval_config, parse_methods, parse_seeds
     from synalign.progress import RichReporter
 
     _quiet_libraries()
@@ -665,7 +665,7 @@ def report(
 ) -> None:
     """Rebuild an evaluation's report (metrics.json, report.md, report.html, plots) from
     its saved per-seed results, without generating or training anything."""
-    from synalign.report import build_report
+    from synalign.report.render import build_report
 
     _quiet_libraries()
     folder = build_report(eval_dir)
@@ -677,7 +677,7 @@ def datasets_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """List the bundled real corpora and their labels."""
-    from synalign.datasets import list_datasets
+    from synalign.io.corpora import list_datasets
 
     infos = list_datasets()
     if as_json:

@@ -27,8 +27,12 @@ from typing import Any
 import numpy as np
 from rich.markup import escape
 
+from synalign.backends.embed.embedders import CachedEmbedder, Embedder, SentenceTransformerEmbedder
+from synalign.backends.llm.base import LLM, SamplingParams
+from synalign.backends.llm.cache import CachedLLM, ResponseCache
 from synalign.config import RunConfig, to_toml
-from synalign.data import (
+from synalign.errors import ConfigError, SynAlignError
+from synalign.io.tables import (
     atomic_write_bytes,
     atomic_write_text,
     read_jsonl,
@@ -36,14 +40,16 @@ from synalign.data import (
     validate_labelled,
     write_jsonl,
 )
-from synalign.embeddings import CachedEmbedder, Embedder, SentenceTransformerEmbedder
-from synalign.errors import ConfigError, SynAlignError
-from synalign.filters import SampleFilter
-from synalign.llm.base import LLM, SamplingParams
-from synalign.llm.cache import CachedLLM, ResponseCache
+from synalign.lar.filters import SampleFilter
+from synalign.lar.generator import Cluster, LatentAttributeGenerator, stable_seed
+from synalign.lar.prompts.families import (
+    PromptFamily,
+    TaskSpec,
+    label_problem,
+    prompt_family,
+    word_count,
+)
 from synalign.progress import Reporter, SilentReporter
-from synalign.prompts import PromptFamily, TaskSpec, label_problem, prompt_family, word_count
-from synalign.reason import Cluster, LatentAttributeGenerator, stable_seed
 from synalign.records import Record, labels_of, quoted
 
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EACCES, errno.EROFS, errno.EDQUOT, errno.EPERM}
@@ -217,7 +223,7 @@ class Pipeline:
                 self.config.embed.model, batch_size=self.config.embed.batch_size
             )
             if self._embedder_override is None and self.config.executor != "local":
-                from synalign.distributed import executor_embedder
+                from synalign.backends.ray.executor import executor_embedder
 
                 base = executor_embedder(self.config)
             self._embedder = CachedEmbedder(base, self.path("cache/embeddings.sqlite"))
@@ -226,7 +232,7 @@ class Pipeline:
     @property
     def llm(self) -> CachedLLM:
         if self._llm is None:
-            from synalign.distributed import executor_llm
+            from synalign.backends.ray.executor import executor_llm
 
             base = self._llm_override or executor_llm(self.config)
             self._llm = CachedLLM(base, ResponseCache(self.path("cache/llm.sqlite")))
@@ -265,7 +271,7 @@ class Pipeline:
             d = self.config.data
             item, descriptions = d.item_name, dict(d.label_descriptions)
             if d.dataset:
-                from synalign.datasets import dataset_info
+                from synalign.io.corpora import dataset_info
 
                 info = dataset_info(d.dataset)
                 item = item or info.item_name
@@ -333,7 +339,7 @@ class Pipeline:
         d = self.config.data
         warnings: list[str] = []
         if d.dataset:
-            from synalign.datasets import draw_shots, load_split
+            from synalign.io.corpora import draw_shots, load_split
 
             records = load_split(d.dataset, d.split)
             source = f"dataset {d.dataset} ({d.split})"
@@ -346,7 +352,7 @@ class Pipeline:
                 "no real data: set data.dataset (see `synalign datasets list`) or data.path"
             )
         if d.shots:
-            from synalign.datasets import draw_shots
+            from synalign.io.corpora import draw_shots
 
             records, shot_warnings = draw_shots(records, d.shots, self.config.seed)
             warnings += shot_warnings
@@ -404,7 +410,7 @@ class Pipeline:
         return math.ceil(g.samples_per_label / g.samples_per_cluster)
 
     def _stage_explore(self) -> dict[str, Any]:
-        from synalign.explore import DemonstrationSelector, RandomSelector
+        from synalign.esm.selectors import DemonstrationSelector, RandomSelector
 
         c = self.config
         real = self._real()
@@ -529,7 +535,7 @@ class Pipeline:
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
         """Moves samples whose label the real texts contradict to the rejected ones
         (reason `label_mismatch`, with the judge's score)."""
-        from synalign.likelihood_check import (
+        from synalign.lar.label_check.likelihood import (
             NEEDS_SCORER,
             calibration_quantile,
             resolve_label_check,
@@ -586,8 +592,8 @@ class Pipeline:
         return kept, mismatched, info
 
     def _stage_align(self) -> dict[str, Any]:
-        from synalign.align import MMDAligner, counts_by_share, label_shares
-        from synalign.kernels import effective_sample_size
+        from synalign.sda.aligner import MMDAligner, counts_by_share, label_shares
+        from synalign.sda.kernels import effective_sample_size
 
         c = self.config
         real = self._real()

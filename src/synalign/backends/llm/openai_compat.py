@@ -17,8 +17,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from synalign.errors import SynAlignError
-from synalign.llm.base import (
+from synalign.backends.llm.base import (
     Completion,
     OnResult,
     Prompt,
@@ -27,6 +26,7 @@ from synalign.llm.base import (
     generate,
     sample_seed,
 )
+from synalign.errors import SynAlignError
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
 

@@ -13,7 +13,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from synalign.llm.base import Prompt
+from synalign.backends.llm.base import Prompt
 from synalign.records import SURROGATE, has_line_break
 
 ATTRIBUTE_KEYS = ("tone", "style", "topic")

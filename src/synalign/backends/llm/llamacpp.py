@@ -9,8 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from synalign.errors import ConfigError
-from synalign.llm.base import (
+from synalign.backends.llm.base import (
     Completion,
     OnResult,
     Prompt,
@@ -19,7 +18,8 @@ from synalign.llm.base import (
     generate,
     sample_seed,
 )
-from synalign.llm.shared_prefix import SharedPrefixDecoder, load_model
+from synalign.backends.llm.shared_prefix import SharedPrefixDecoder, load_model
+from synalign.errors import ConfigError
 
 
 def llama_get_logits(ctx: Any) -> Any:

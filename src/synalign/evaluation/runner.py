@@ -19,7 +19,7 @@ import json
 import platform
 import re
 import time
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -29,7 +29,11 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.markup import escape
 
-from synalign.budget_curve import (
+from synalign.backends.embed.embedders import CachedEmbedder, Embedder, SentenceTransformerEmbedder
+from synalign.backends.llm.base import LLM, can_score
+from synalign.config import GenerateConfig, RunConfig, build_config, parse_override
+from synalign.errors import ConfigError, SynAlignError
+from synalign.evaluation.budget_curve import (
     CURVE_METHODS,
     DEFAULT_MULTIPLES,
     candidates_for,
@@ -38,15 +42,17 @@ from synalign.budget_curve import (
     prefix_mask,
     subset_check,
 )
-from synalign.config import GenerateConfig, RunConfig, build_config, parse_override
-from synalign.consistency import LabelCheck
-from synalign.embeddings import CachedEmbedder, Embedder, SentenceTransformerEmbedder
-from synalign.errors import ConfigError, SynAlignError
-from synalign.kernels import effective_sample_size, median_bandwidth, mmd2
-from synalign.llm.base import LLM, can_score
+from synalign.lar.label_check.embedding import LabelCheck
+from synalign.lar.prompts.families import word_count
 from synalign.progress import Reporter, SilentReporter
-from synalign.prompts import word_count
 from synalign.records import Record, labels_of
+from synalign.sda.kernels import effective_sample_size, median_bandwidth, mmd2
+from synalign.sda.kmm import KMMWeighter
+from synalign.sda.weights import (
+    systematic_resample,
+    training_weights_of,
+    uniform_weights,
+)
 
 # ----- what is compared ----------------------------------------------------------------
 
@@ -80,7 +86,7 @@ class Method:
     def settings(self, config: RunConfig, scorer: bool = True) -> dict[str, Any]:
         """The method's effective settings under a pipeline config; `scorer`: whether the
         LLM exposes token probabilities (what `label_check = "auto"` resolves by)."""
-        from synalign.likelihood_check import calibration_quantile, label_check_settings
+        from synalign.lar.label_check.likelihood import calibration_quantile, label_check_settings
 
         out: dict[str, Any] = {
             "label_check": config.generate.label_check,
@@ -188,7 +194,7 @@ _RESERVED_KEYS: dict[str, str] = {
 
 
 def _asks_scorer(m: Method) -> bool:
-    from synalign.likelihood_check import NEEDS_SCORER
+    from synalign.lar.label_check.likelihood import NEEDS_SCORER
 
     return dict(m.changes).get("label_check") in NEEDS_SCORER
 
@@ -370,135 +376,10 @@ def load_eval_config(data: dict[str, Any], source: str | None = None) -> EvalCon
         raise ConfigError(f"{source}: setting '{key}': {first['msg']} (got {got!r})") from err
 
 
-# ----- weighting -----------------------------------------------------------------------
-
-
-def _label_rows(labels: Sequence[Hashable]) -> dict[Hashable, np.ndarray]:
-    rows: dict[Hashable, list[int]] = {}
-    for i, label in enumerate(labels):
-        rows.setdefault(label, []).append(i)
-    return {label: np.asarray(idx, dtype=np.intp) for label, idx in rows.items()}
-
-
-def uniform_weights(labels: Sequence[Hashable]) -> np.ndarray:
-    """Equal weights summing to 1 within each label (the no-weighting baseline)."""
-    w = np.zeros(len(labels), dtype=np.float64)
-    for idx in _label_rows(labels).values():
-        w[idx] = 1.0 / idx.shape[0]
-    return w
-
-
-class KMMWeighter:
-    """Kernel mean matching (skada's KMMReweightAdapter), fitted per label like MMDAligner.
-
-    KMM bounds each weight (`B`) and lets their sum float within a tolerance, where the
-    MMD aligner works on the simplex; weights are renormalised to sum 1 per label so both
-    enter training on the same scale.
-    """
-
-    def __init__(
-        self, bandwidth: float, B: float = 1000.0, tol: float = 1e-6, max_iter: int = 1000
-    ) -> None:
-        self.bandwidth = bandwidth
-        self.B = B
-        self.tol = tol
-        self.max_iter = max_iter
-
-    def fit(
-        self,
-        X_syn: np.ndarray,
-        X_real: np.ndarray,
-        labels_syn: Sequence[Hashable],
-        labels_real: Sequence[Hashable],
-    ) -> KMMWeighter:
-        from skada import KMMReweightAdapter
-
-        if not (np.isfinite(self.bandwidth) and self.bandwidth > 0):
-            raise ValueError(f"bandwidth must be positive, got {self.bandwidth!r}")
-        S = np.asarray(X_syn, dtype=np.float64)
-        R = np.asarray(X_real, dtype=np.float64)
-        gamma = 1.0 / (2.0 * self.bandwidth**2)
-        real_rows = _label_rows(labels_real)
-        self.weights_ = np.zeros(S.shape[0], dtype=np.float64)
-        self.ess_: dict[Hashable, float] = {}
-        for label, idx in _label_rows(labels_syn).items():
-            if label not in real_rows:
-                raise ValueError(f"label {label!r} has synthetic rows but no real rows to match")
-            Xs, Xr = S[idx], R[real_rows[label]]
-            if idx.shape[0] == 1:
-                w = np.ones(1)
-            else:
-                adapter = KMMReweightAdapter(
-                    gamma=gamma, B=self.B, tol=self.tol, max_iter=self.max_iter
-                )
-                domain = np.r_[np.ones(Xs.shape[0]), -np.ones(Xr.shape[0])].astype(int)
-                adapter.fit(np.vstack([Xs, Xr]), sample_domain=domain)
-                w = np.clip(np.asarray(adapter.source_weights_, dtype=np.float64), 0.0, None)
-                w = w / w.sum() if w.sum() > 0 else np.full(idx.shape[0], 1.0 / idx.shape[0])
-            self.weights_[idx] = w
-            self.ess_[label] = effective_sample_size(w)
-        return self
-
-
-def training_weights(
-    weights: np.ndarray,
-    labels: Sequence[Hashable],
-    shares: dict[Hashable, float] | None = None,
-) -> np.ndarray:
-    """Per-label weights (summing to 1) times the label's training mass.
-
-    Without `shares` a label's mass is its row count (mean weight 1 within a label). With
-    `shares` (the real label mix) the rows' total count is split between labels by those
-    shares, so a label the label check thinned out keeps its place in the mix.
-    """
-    w = np.asarray(weights, dtype=np.float64).copy()
-    rows = _label_rows(labels)
-    n = len(labels)
-    for label, idx in rows.items():
-        mass = idx.shape[0] if shares is None else n * shares.get(label, 0.0)
-        total = w[idx].sum()
-        w[idx] = w[idx] / total * mass if total > 0 else mass / idx.shape[0]
-    return w
-
-
-def training_weights_of(
-    weights: np.ndarray,
-    labels: np.ndarray,
-    keep: np.ndarray,
-    use: str,
-    seed: int,
-    shares: dict[Hashable, float] | None = None,
-) -> np.ndarray:
-    """Each synthetic row's training weight; 0 for rows the label check rejected.
-
-    "weights": the kept rows' weights scaled to each label's mass (see
-    `training_weights`). "resample": how many times a systematic resample of the kept rows
-    (as many draws as kept rows, split between labels like the masses) draws each row.
-    """
-    from synalign.align import counts_by_share
-
-    out = np.zeros(len(labels), dtype=np.float64)
-    idx = np.flatnonzero(keep)
-    if use == "weights":
-        out[idx] = training_weights(weights[idx], labels[idx].tolist(), shares)
-        return out
-    groups = _label_rows(labels[idx].tolist())
-    sizes = (
-        {label: rows.size for label, rows in groups.items()}
-        if shares is None
-        else counts_by_share(idx.size, {label: shares.get(label, 0.0) for label in groups})
-    )
-    for label, rows in groups.items():
-        members = idx[rows]
-        picks = systematic_resample(weights[members], sizes[label], seed)
-        out[members] = np.bincount(picks, minlength=members.size)
-    return out
-
-
 def attribute_stats(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Per attribute key, over a run's demonstration clusters: the share with a value,
     the share of distinct values among them, and the share that copy a worked example."""
-    from synalign.prompts import ATTRIBUTE_KEYS, worked_example_values
+    from synalign.lar.prompts.families import ATTRIBUTE_KEYS, worked_example_values
 
     copied = worked_example_values()
     out: dict[str, dict[str, float]] = {}
@@ -544,15 +425,6 @@ def length_distance(
     if lengths.size == 0 or reference.size == 0:
         return float("nan")
     return float(wasserstein_distance(lengths, reference, u_weights=weights))
-
-
-def systematic_resample(weights: np.ndarray, count: int, seed: int) -> np.ndarray:
-    """Indices drawn by weight with systematic resampling (uniform weights: each once)."""
-    w = np.asarray(weights, dtype=np.float64)
-    cdf = np.cumsum(w / w.sum())
-    cdf[-1] = 1.0
-    positions = (np.random.default_rng(seed).random() + np.arange(count)) / count
-    return np.minimum(np.searchsorted(cdf, positions, side="right"), w.shape[0] - 1)
 
 
 # ----- metrics -------------------------------------------------------------------------
@@ -778,7 +650,7 @@ def package_versions() -> dict[str, str | None]:
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    from synalign.data import atomic_write_bytes
+    from synalign.io.tables import atomic_write_bytes
 
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
@@ -825,14 +697,14 @@ class Evaluation:
         run reads its real data), with a warning when test texts also occur in the pool."""
         c = self.config
         if c.dataset:
-            from synalign.datasets import load_split
+            from synalign.io.corpora import load_split
 
             if c.validation:
                 return load_split(c.dataset, "pool"), load_split(c.dataset, "validation")
             return load_split(c.dataset, "train"), load_split(c.dataset, "test")
-        from synalign.data import LoadResult, read_records
-        from synalign.datasets import VALIDATION_SHARE, holdout
-        from synalign.filters import normalise
+        from synalign.io.corpora import VALIDATION_SHARE, holdout
+        from synalign.io.tables import LoadResult, read_records
+        from synalign.lar.filters import normalise
 
         train = read_records(c.train_path or "", c.text_column, c.label_column, dedupe=True)
         if c.validation:
@@ -874,7 +746,7 @@ class Evaluation:
         k = self.config.test_per_label
         if k is None:
             return test
-        from synalign.datasets import draw_shots
+        from synalign.io.corpora import draw_shots
 
         return draw_shots(test, k, seed=10_007)[0]
 
@@ -886,7 +758,7 @@ class Evaluation:
 
     def run(self) -> dict[str, Any]:
         """Run every seed and write the report; returns the report's metrics."""
-        from synalign.pipeline import run_lock
+        from synalign.pipeline.runner import run_lock
 
         c = self.config
         c.check()
@@ -903,7 +775,7 @@ class Evaluation:
             ) from err
         with run_lock(self.eval_dir):
             if c.validation and not c.dataset:
-                from synalign.data import write_jsonl
+                from synalign.io.tables import write_jsonl
 
                 write_jsonl(c.pool_path, [r.to_dict() for r in train])
             return self._run_locked(base, train, test)
@@ -911,15 +783,15 @@ class Evaluation:
     def _run_locked(
         self, base: RunConfig, train: list[Record], test: list[Record]
     ) -> dict[str, Any]:
-        from synalign.data import atomic_write_text
-        from synalign.report import build_report
+        from synalign.io.tables import atomic_write_text
+        from synalign.report.render import build_report
 
         c = self.config
         (self.eval_dir / "results").mkdir(exist_ok=True)
         # One LLM for every pipeline run (a local model is loaded on first use only).
         self._llm = self.llm
         if self._llm is None and c.variants():
-            from synalign.distributed import executor_llm
+            from synalign.backends.ray.executor import executor_llm
 
             self._llm = executor_llm(base)
         self._scorer = can_score(self._llm) if self._llm is not None else False
@@ -962,7 +834,7 @@ class Evaluation:
             base.embed.model, batch_size=base.embed.batch_size
         )
         if self.embedder is None and base.executor != "local":
-            from synalign.distributed import executor_embedder
+            from synalign.backends.ray.executor import executor_embedder
 
             base_embedder = executor_embedder(base)
         self._base_embedder = base_embedder
@@ -1022,8 +894,8 @@ class Evaluation:
 
     def _generate(self, seed: int, variant: str) -> dict[str, Any]:
         """One pipeline run up to `generate`; finished stages are skipped, not redone."""
-        from synalign.data import read_jsonl
-        from synalign.pipeline import Pipeline
+        from synalign.io.tables import read_jsonl
+        from synalign.pipeline.runner import Pipeline
 
         config = self.config.run_config(seed, variant)
         self.reporter.message(f"seed {seed} · {variant}: {config.run_dir}")
@@ -1076,7 +948,7 @@ class Evaluation:
         bandwidth: float,
         centroids: dict[str, np.ndarray],
     ) -> dict[str, Any]:
-        from synalign.datasets import draw_shots
+        from synalign.io.corpora import draw_shots
 
         c = self.config
         start = time.perf_counter()
@@ -1191,7 +1063,7 @@ class Evaluation:
             "judge_test_accuracy": self._judge_accuracy,
             "seconds": round(time.perf_counter() - start, 2),
         }
-        from synalign.data import atomic_write_text
+        from synalign.io.tables import atomic_write_text
 
         results_dir = self.eval_dir / "results"
         atomic_write_text(results_dir / f"seed-{seed}.json", json.dumps(result, indent=2))
@@ -1252,8 +1124,8 @@ class Evaluation:
         """Which synthetic rows the method's label check keeps (all without a check). The
         LLM's scores are cached beside the evaluation, so a re-run or another method on the
         same generated set asks the LLM nothing."""
-        from synalign.likelihood_check import NEEDS_SCORER, run_label_check
-        from synalign.llm.cache import CachedLLM, ResponseCache
+        from synalign.backends.llm.cache import CachedLLM, ResponseCache
+        from synalign.lar.label_check.likelihood import NEEDS_SCORER, run_label_check
 
         n = len(s["texts"])
         method = settings["label_check"]
@@ -1305,7 +1177,7 @@ class Evaluation:
     ) -> tuple[np.ndarray, float | None]:
         """Per-label weights (summing to 1) of the kept rows, 0 elsewhere; and the kernel
         bandwidth the weighting used."""
-        from synalign.align import MMDAligner
+        from synalign.sda.aligner import MMDAligner
 
         idx = np.flatnonzero(keep)
         labels = s["labels"][idx].tolist()
@@ -1344,7 +1216,7 @@ class Evaluation:
     ) -> dict[str, Any]:
         from sklearn.metrics import accuracy_score, f1_score
 
-        from synalign.align import label_shares
+        from synalign.sda.aligner import label_shares
 
         texts = [r.text for r in shots]
         X, y = X_shots, y_shots

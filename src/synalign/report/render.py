@@ -191,7 +191,7 @@ def summarise(res: EvaluationResults) -> dict[str, Any]:
         for key in ("n", "distinct_1", "distinct_2", "cosine_diversity")
         if any(key in r for r in reference)
     }
-    from synalign.budget_curve import summarise_curve
+    from synalign.evaluation.budget_curve import summarise_curve
 
     return {
         "curve": summarise_curve(res.seeds),
@@ -528,7 +528,7 @@ def _model_text(settings: dict[str, Any]) -> str:
 
 
 def _document(res: EvaluationResults, summary: dict[str, Any], images: dict[str, bytes]) -> _Doc:
-    from synalign.budget_curve import write_curve_section
+    from synalign.evaluation.budget_curve import write_curve_section
 
     s = res.settings
     info = res.info
@@ -830,8 +830,8 @@ def _document(res: EvaluationResults, summary: dict[str, Any], images: dict[str,
 
 def build_report(eval_dir: str | Path) -> Path:
     """Write metrics.json, report.md, report.html and the PNG plots into `<eval_dir>/report/`."""
-    from synalign.budget_curve import plot_curve
-    from synalign.data import atomic_write_bytes, atomic_write_text
+    from synalign.evaluation.budget_curve import plot_curve
+    from synalign.io.tables import atomic_write_bytes, atomic_write_text
 
     res = load_results(eval_dir)
     summary = summarise(res)

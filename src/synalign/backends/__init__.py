@@ -1,0 +1,1 @@
+"""Backends behind protocols: LLMs, embedders and the Ray executor."""

@@ -1,0 +1,1 @@
+"""The Ray executor: LLM and embedder workers spread over a cluster."""

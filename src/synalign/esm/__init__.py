@@ -1,0 +1,1 @@
+"""Stage 1, exploration (ESM): Gaussian-process uncertainty picks diverse demonstration clusters."""

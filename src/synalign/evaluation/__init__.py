@@ -1,0 +1,1 @@
+"""Evaluation: methods, downstream classifiers, metrics and the multi-seed runner."""

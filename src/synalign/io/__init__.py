@@ -1,0 +1,1 @@
+"""Records in and out (JSONL, CSV, Parquet, Hugging Face folders) and the bundled corpora."""

@@ -1,0 +1,1 @@
+"""Label checks: drop synthetic samples whose label the real texts contradict."""

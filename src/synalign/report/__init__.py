@@ -1,0 +1,1 @@
+"""Reports: statistics over seeds, plots from arrays, and the HTML rendering."""
