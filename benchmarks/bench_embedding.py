@@ -71,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
             {"name": "bench", "runs_dir": tmp, "embed": {"batch_size": BATCH}}, []
         )
         pipeline = Pipeline(config, embedder=raw)
-        cold_s, stage_vecs = timed(lambda: pipeline._embed(texts, "texts"))
-        warm_s, _ = timed(lambda: pipeline._embed(texts, "texts"))
+        cold_s, stage_vecs = timed(lambda: pipeline.embed(texts, "texts"))
+        warm_s, _ = timed(lambda: pipeline.embed(texts, "texts"))
         misses, hits = pipeline.embedder.misses, pipeline.embedder.hits
     diff = float(abs(raw_vecs - stage_vecs).max())
     ratio = raw_s / cold_s

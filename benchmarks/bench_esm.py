@@ -49,7 +49,7 @@ from _common import (
     write,
 )
 
-from synalign.esm.selectors import DemonstrationSelector
+from synalign.esm import DemonstrationSelector
 
 SPEEDUP = 50.0
 NOISE = 1e-4

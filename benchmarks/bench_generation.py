@@ -42,7 +42,7 @@ from synalign.backends.llm.shared_prefix import SharedPrefixDecoder, load_model
 from synalign.io.corpora import draw_shots, load_split
 from synalign.lar.filters import SampleFilter
 from synalign.lar.generator import Cluster, LatentAttributeGenerator, stable_seed
-from synalign.lar.prompts.families import CompletionPrompts, TaskSpec
+from synalign.lar.prompts import CompletionPrompts, TaskSpec
 
 OVERHEAD_TARGET = 0.10
 SEED = 0

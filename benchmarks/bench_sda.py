@@ -46,8 +46,7 @@ from _common import (
     write,
 )
 
-from synalign.sda.aligner import MMDAligner
-from synalign.sda.kernels import median_bandwidth, rbf_kernel
+from synalign.sda import MMDAligner, median_bandwidth, rbf_kernel
 
 SPEEDUP = 20.0
 MMD_VS_KMM = 1.05

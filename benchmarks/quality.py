@@ -61,7 +61,7 @@ def _fmt_pct(stats: dict[str, Any]) -> str:
 
 
 def _table(corpus: str, metrics: dict[str, Any]) -> list[str]:
-    from synalign.report.render import format_delta
+    from synalign.report import format_delta
 
     paired = metrics["paired"]
     definitions = metrics.get("method_definitions", {})
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
 
     from synalign.backends.llm.factory import make_llm
-    from synalign.evaluation.runner import EvalConfig, Evaluation, parse_methods, parse_seeds
+    from synalign.evaluation import EvalConfig, Evaluation, parse_methods, parse_seeds
     from synalign.progress import RichReporter
 
     seeds = parse_seeds(args.seeds or ("1" if args.reduced else "5"))
@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
     ]
     RESULTS.mkdir(parents=True, exist_ok=True)
-    from synalign.io.tables import atomic_write_text
+    from synalign.io import atomic_write_text
 
     atomic_write_text(RESULTS / f"{tag}.md", "\n".join(lines))
     atomic_write_text(RESULTS / f"{tag}.json", json.dumps(report, indent=2))

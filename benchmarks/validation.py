@@ -52,7 +52,7 @@ def budgets_of(corpus: str) -> list[int]:
 
 
 def _delta(entry: dict[str, Any] | None) -> str:
-    from synalign.report.render import format_delta
+    from synalign.report import format_delta
 
     return format_delta(entry)
 
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
 
     from synalign.backends.llm.factory import make_llm
-    from synalign.evaluation.runner import EvalConfig, Evaluation, parse_methods, parse_seeds
+    from synalign.evaluation import EvalConfig, Evaluation, parse_methods, parse_seeds
     from synalign.progress import RichReporter
 
     corpora = [c.strip() for c in args.corpora.split(",") if c.strip()]

@@ -3,11 +3,23 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy.optimize import minimize
+from sklearn.base import clone
 from sklearn.gaussian_process.kernels import RBF
 
-from synalign.sda import aligner as align
-from synalign.sda.aligner import ALL_LABEL, MMDAligner, project_to_simplex
-from synalign.sda.kernels import effective_sample_size, median_bandwidth, mmd2, rbf_kernel
+from synalign.sda import (
+    ALL_LABEL,
+    KMMWeighter,
+    MMDAligner,
+    counts_by_share,
+    effective_sample_size,
+    label_shares,
+    median_bandwidth,
+    mmd2,
+    nystroem,
+    project_to_simplex,
+    rbf_kernel,
+    solvers,
+)
 
 
 def _unit_rows(A: np.ndarray) -> np.ndarray:
@@ -232,7 +244,7 @@ def test_active_set_reaches_the_dense_optimum(monkeypatch: pytest.MonkeyPatch) -
     X_syn, X_real = _topic_embeddings(1300, 250, 24, seed=3)
     active = MMDAligner(solver="exact").fit(X_syn, X_real)
     assert active.n_iter_[ALL_LABEL] < 30
-    monkeypatch.setattr(align, "_DENSE_ROWS", 10_000)
+    monkeypatch.setattr(solvers, "_DENSE_ROWS", 10_000)
     dense = MMDAligner(solver="exact").fit(X_syn, X_real)
     bw = dense.bandwidth_
     assert (
@@ -246,11 +258,11 @@ def test_active_set_reaches_the_dense_optimum(monkeypatch: pytest.MonkeyPatch) -
 
 def test_dual_newton_meets_the_optimality_conditions(monkeypatch: pytest.MonkeyPatch) -> None:
     # A small first sample exercises the sampled warm start on a modest problem.
-    monkeypatch.setattr(align, "_SAMPLE_ROWS", 2048)
+    monkeypatch.setattr(nystroem, "_SAMPLE_ROWS", 2048)
     X_syn, X_real = _topic_embeddings(20_000, 2000, 32, seed=4)
     rows_s, rows_r = np.arange(20_000), np.arange(2000)
-    problem = align._NystroemProblem(X_syn, rows_s, X_real, rows_r, 0.9, 64, seed=0)
-    solution = align._solve_approx(problem, max_iter=100, tol=1e-6, seed=0)
+    problem = nystroem.NystroemProblem(X_syn, rows_s, X_real, rows_r, 0.9, 64, seed=0)
+    solution = nystroem.solve_approx(problem, max_iter=100, tol=1e-6, seed=0)
     w = solution.weights
     assert w.sum() == pytest.approx(1.0) and w.min() >= 0.0
     residual = problem.moment(w) - problem.target
@@ -361,8 +373,52 @@ def test_bad_floor_or_scope_is_refused() -> None:
 
 
 def test_counts_split_by_share_add_up() -> None:
-    assert align.counts_by_share(10, {"a": 0.5, "b": 0.5}) == {"a": 5, "b": 5}
-    assert align.counts_by_share(7, {"a": 0.5, "b": 0.5}) == {"a": 4, "b": 3}
-    assert sum(align.counts_by_share(101, {"a": 1, "b": 1, "c": 1}).values()) == 101
-    assert align.counts_by_share(0, {"a": 1.0}) == {"a": 0}
-    assert align.label_shares(["a", "b", "b", "b"]) == {"a": 0.25, "b": 0.75}
+    assert counts_by_share(10, {"a": 0.5, "b": 0.5}) == {"a": 5, "b": 5}
+    assert counts_by_share(7, {"a": 0.5, "b": 0.5}) == {"a": 4, "b": 3}
+    assert sum(counts_by_share(101, {"a": 1, "b": 1, "c": 1}).values()) == 101
+    assert counts_by_share(0, {"a": 1.0}) == {"a": 0}
+    assert label_shares(["a", "b", "b", "b"]) == {"a": 0.25, "b": 0.75}
+
+
+# ----- scikit-learn estimator conventions -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    [
+        MMDAligner(
+            bandwidth=1.1,
+            max_iter=500,
+            tol=1e-8,
+            seed=3,
+            solver="approx",
+            exact_max_rows=50,
+            n_components=32,
+            approx_tol=1e-4,
+            polish_max_rows=100,
+            ess_floor=0.3,
+            scope="joint",
+        ),
+        MMDAligner(solver="exact", seed=5, ess_floor=0.5, bandwidth=0.9),
+        KMMWeighter(bandwidth=0.8, B=50.0, tol=1e-5, max_iter=200),
+    ],
+    ids=["mmd-approx-joint", "mmd-exact-floor", "kmm"],
+)
+def test_clone_keeps_parameters_and_results(
+    estimator: MMDAligner | KMMWeighter,
+    labelled: tuple[np.ndarray, np.ndarray, list[str], list[str]],
+) -> None:
+    X_syn, X_real, y_syn, y_real = labelled
+    params = estimator.get_params()
+    twin = clone(estimator)
+    assert twin is not estimator and twin.get_params() == params
+    assert type(estimator)(**params).get_params() == params
+    assert clone(estimator).set_params(tol=1e-3).get_params() == {**params, "tol": 1e-3}
+    first = estimator.fit(X_syn, X_real, y_syn, y_real)
+    second = twin.fit(X_syn, X_real, y_syn, y_real)
+    np.testing.assert_array_equal(first.weights_, second.weights_)
+    assert first.ess_ == second.ess_
+    if isinstance(first, MMDAligner):
+        assert first.mmd2_after_ == second.mmd2_after_
+        np.testing.assert_array_equal(first.resample(40), second.resample(40))
+    assert not any(key.endswith("_") for key in clone(first).__dict__)

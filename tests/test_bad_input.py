@@ -19,16 +19,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import typer.main
 
 from synalign.backends.embed.embedders import SentenceTransformerEmbedder
 from synalign.backends.llm.base import Prompt, Request, SamplingParams
 from synalign.backends.llm.factory import check_llm_config
 from synalign.backends.llm.openai_compat import LLMRequestError, OpenAICompatibleLLM
 from synalign.cli import app as cli
+from synalign.cli.flags import flag_hint
 from synalign.config import build_config
 from synalign.errors import ConfigError, InputError
+from synalign.io import read_records, validate_labelled
 from synalign.io.corpora import draw_shots
-from synalign.io.tables import read_records, validate_labelled
 from synalign.pipeline.runner import Pipeline
 from synalign.records import Record
 
@@ -49,6 +51,17 @@ class Recorder:
 
     def message(self, text: str) -> None:
         self.messages.append(text)
+
+    def warning(self, text: str) -> None:
+        """Kept as the terminal shows it, so the expected lines read like the output."""
+        from rich.markup import escape
+
+        self.messages.append(f"[yellow]warning:[/yellow] {escape(text)}")
+
+    def note(self, text: str) -> None:
+        from rich.markup import escape
+
+        self.messages.append(f"[dim]{escape(text)}[/dim]")
 
 
 def run_cli(
@@ -617,11 +630,15 @@ def test_other_lower_bounds(key: str, value: int, bound: str) -> None:
 @pytest.mark.parametrize(
     ("args", "key", "got"),
     [
-        (["--shots", "0"], "data.shots", "0"),  # was silently read as "all examples"
-        (["--shots", "-2"], "data.shots", "-2"),
-        (["--samples-per-label", "0"], "generate.samples_per_label", "0"),
-        (["--set", "explore.cluster_size=0"], "explore.cluster_size", "0"),
-        (["--set", "generate.samples_per_cluster=-1"], "generate.samples_per_cluster", "-1"),
+        (["--shots", "0"], "'data.shots' (--shots)", "0"),  # was read as "all examples"
+        (["--shots", "-2"], "'data.shots' (--shots)", "-2"),
+        (
+            ["--samples-per-label", "0"],
+            "'generate.samples_per_label' (--samples-per-label)",
+            "0",
+        ),
+        (["--set", "explore.cluster_size=0"], "'explore.cluster_size'", "0"),
+        (["--set", "generate.samples_per_cluster=-1"], "'generate.samples_per_cluster'", "-1"),
     ],
 )
 def test_cli_budgets_are_checked_before_any_work(
@@ -638,7 +655,7 @@ def test_cli_budgets_are_checked_before_any_work(
     )
     one_line_error(
         result,
-        f"error: command-line options: config key '{key}': Input should be greater than 0"
+        f"error: command-line options: config key {key}: Input should be greater than 0"
         f" (got {got})",
     )
     assert not (tmp_path / "generate").exists()
@@ -647,7 +664,8 @@ def test_cli_budgets_are_checked_before_any_work(
 def test_unreachable_endpoint_fails_fast_with_few_retries() -> None:
     """A refused connection before the endpoint has ever answered is most likely a wrong
     URL: it is retried twice, not with the whole llm.max_retries budget (8 by default,
-    about 70 s of backoff); the message names the URL and the OS reason."""
+    about 70 s of backoff); the message names the URL, the OS reason and the setting to
+    check, which `synalign generate` follows with its flag."""
     llm = OpenAICompatibleLLM("m", base_url=DOWN, api_key=KEY, timeout=2)
     assert llm.max_retries == 8
     requests = [Request(Prompt(text="hi"), SamplingParams(), i) for i in range(4)]
@@ -655,7 +673,7 @@ def test_unreachable_endpoint_fails_fast_with_few_retries() -> None:
     with pytest.raises(LLMRequestError) as info:
         list(llm.stream(requests))
     assert time.perf_counter() - start < 15
-    assert str(info.value) == (
+    assert flag_hint(str(info.value), typer.main.get_command(cli.app).commands["generate"]) == (
         f"LLM endpoint {DOWN} still failing after 2 retries (cannot connect: Connection"
         " refused); check that the server is up and llm.base_url (--base-url) is right, then"
         " re-run: completed samples are kept"
@@ -672,7 +690,7 @@ def test_base_url_without_scheme_is_refused_up_front(
     )  # fmt: skip
     one_line_error(
         result,
-        "error: llm.base_url '127.0.0.1:9/v1': not an http(s) URL; write it like"
+        "error: llm.base_url (--base-url) '127.0.0.1:9/v1': not an http(s) URL; write it like"
         " http://127.0.0.1:8080/v1",
     )
     assert not (tmp_path / "generate").exists()

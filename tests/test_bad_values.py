@@ -14,11 +14,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from synalign.backends.llm.base import Completion
-from synalign.io.tables import read_jsonl, read_records, write_records
+from synalign.io import read_jsonl, read_records, write_records
 from synalign.lar.filters import SampleFilter
 from synalign.lar.generator import LatentAttributeGenerator
-from synalign.lar.prompts.families import ChatPrompts
-from synalign.pipeline.runner import no_sample_message
+from synalign.lar.prompts import ChatPrompts
+from synalign.pipeline.stages import no_sample_message
 from test_bad_input import GOOD, one_line_error, run_cli, write_jsonl
 from test_filters import ENGLISH, TASK, ScriptedLLM, _cluster
 

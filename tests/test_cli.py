@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -133,7 +134,10 @@ def test_align_command_on_real_texts(tmp_path: Path) -> None:
     checked = tmp_path / "checked.jsonl"
     proc = synalign(*args, "--out", str(checked), "--ess-floor", "1", "--label-check", "knn")
     assert proc.returncode == 0, proc.stderr
-    match = re.search(r"label check \(knn\): (\d+) of (\d+)", proc.stderr)
+    # the threshold is chosen from the real texts' out-of-fold scores, as a run chooses it
+    match = re.search(
+        r"label check \(knn, threshold [0-9.]+ \(chosen[^)]*\)\): (\d+) of (\d+)", proc.stderr
+    )
     assert match and int(match.group(2)) == len(rows)
     kept = [json.loads(line) for line in checked.read_text().splitlines()]
     assert len(kept) == len(rows) - int(match.group(1)) < len(rows)
@@ -173,3 +177,78 @@ def test_run_from_config_file_with_overrides(tmp_path: Path) -> None:
         "generate.samples_per_cluster=2",
     )
     assert again.returncode == 0 and "up to date, skipped" in again.stderr
+
+
+def _command(name: str) -> Any:
+    import typer.main
+
+    from synalign.cli.app import app
+
+    return typer.main.get_command(app).commands[name]  # type: ignore[attr-defined]
+
+
+def test_keyed_options_name_real_config_keys() -> None:
+    """Every "(config key `KEY`)" in an option's help names a key a config can set."""
+    from pydantic import BaseModel
+
+    from synalign.cli.flags import config_flags
+    from synalign.config import RunConfig
+
+    keys = set()
+    for name, field in RunConfig.model_fields.items():
+        section = field.annotation
+        if isinstance(section, type) and issubclass(section, BaseModel):
+            keys |= {f"{name}.{k}" for k in section.model_fields}
+        else:
+            keys.add(name)
+    flags = config_flags(_command("generate"))
+    assert flags["name"] == "--name" and flags["data.path"] == "--input"
+    assert flags["llm.base_url"] == "--base-url" and flags["data.shots"] == "--shots"
+    for command in ("demo", "run", "generate", "align", "export", "evaluate", "report"):
+        assert set(config_flags(_command(command))) <= keys, command
+
+
+@pytest.mark.parametrize(
+    ("command", "message", "hinted"),
+    [
+        (
+            "generate",
+            "runs/x is in use by another synalign process (pid 12); wait for it to finish or"
+            " choose another run name (`name`)",
+            "runs/x is in use by another synalign process (pid 12); wait for it to finish or"
+            " choose another run name (`name`; --name)",
+        ),
+        ("run", "choose another run name (name)", "choose another run name (name; --name)"),
+        (
+            "demo",
+            "check that the server is up and llm.base_url is right, then re-run",
+            "check that the server is up and llm.base_url (--base-url) is right, then re-run",
+        ),
+        (
+            "generate",
+            "command-line options: config key 'data.shots': Input should be greater than 0",
+            "command-line options: config key 'data.shots' (--shots): Input should be greater"
+            " than 0",
+        ),
+        (
+            "generate",
+            "set `seed` or `runs_dir` in the config",
+            "set `seed` (--seed) or `runs_dir` (--runs-dir) in the config",
+        ),
+        ("evaluate", "`seed` 3 failed", "`seed` (--seeds) 3 failed"),
+        # already naming the flag, or not naming a key this command has a flag for
+        ("generate", "the openai backend needs llm.model (--model NAME)", None),
+        ("run", "config key 'data.shots': Input should be greater than 0", None),
+        ("evaluate", "llm.base_url is not an http(s) URL", None),
+        ("align", "choose another run name (`name`)", None),
+        # a key inside a longer name, a path, a --set or plain prose is not a mention
+        ("generate", "llm.model_path /m.gguf: model file not found", None),
+        ("generate", "e.g. --set generate.samples_per_label=20", None),
+        ("generate", "cannot write /tmp/runs_dir/x or my_runs_dir", None),
+        ("generate", "give the run a name; the seed was 3", None),
+    ],
+)
+def test_flag_hint(command: str, message: str, hinted: str | None) -> None:
+    from synalign.cli.flags import flag_hint
+
+    assert flag_hint(message, _command(command)) == (hinted or message)

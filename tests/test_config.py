@@ -1,7 +1,8 @@
 import pytest
 
-from synalign.config import build_config, load_config, to_toml
+from synalign.config import build_config, load_config
 from synalign.errors import ConfigError
+from synalign.io.toml import to_toml
 
 
 def test_defaults_and_overrides() -> None:

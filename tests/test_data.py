@@ -1,4 +1,4 @@
-"""Readers, writers and validation in synalign.data."""
+"""Readers, writers and validation in synalign.io."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from synalign.errors import ConfigError, InputError
-from synalign.io.tables import (
+from synalign.io import (
     LoadResult,
     atomic_write_bytes,
     atomic_write_text,
@@ -258,12 +258,12 @@ def test_parquet_without_rows_and_corrupt_parquet(tmp_path: Path) -> None:
     _error(corrupt)
 
 
-def test_missing_columns_list_found_columns_and_flag(tmp_path: Path) -> None:
+def test_missing_columns_list_found_columns_and_key(tmp_path: Path) -> None:
     path = _write_csv(tmp_path / "cols.csv", "body,category\na,x\nb,y\n")
     message = _error(path)
-    assert "'text'" in message and "body, category" in message and "--text-column" in message
+    assert "'text'" in message and "body, category" in message and "data.text_column" in message
     message = _error(path, text_column="body")
-    assert "'label'" in message and "body, category" in message and "--label-column" in message
+    assert "'label'" in message and "body, category" in message and "data.label_column" in message
     ok = read_records(path, text_column="body", label_column="category")
     assert [r.label for r in ok.records] == ["x", "y"]
 

@@ -17,7 +17,7 @@ from synalign.backends.llm.llamacpp import LlamaCppLLM
 from synalign.cli.app import app
 from synalign.config import RunConfig
 from synalign.errors import ConfigError, SynAlignError
-from synalign.evaluation.runner import (
+from synalign.evaluation import (
     METHOD_NAMES,
     VARIANTS,
     EvalConfig,
@@ -31,8 +31,8 @@ from synalign.evaluation.runner import (
     parse_methods,
     parse_seeds,
 )
-from synalign.io.tables import read_jsonl
-from synalign.report.render import build_report, paired_stats
+from synalign.io import read_jsonl
+from synalign.report import build_report, paired_stats
 from synalign.sda.aligner import MMDAligner
 from synalign.sda.kernels import mmd2
 from synalign.sda.kmm import KMMWeighter
@@ -152,9 +152,9 @@ def test_methods_differ_from_synalign_in_one_setting_each() -> None:
     assert base.settings(own)["label_check_threshold"] == 0.5
     # Only a method whose own change is the LLM's check is left out without token
     # probabilities; `synalign` then falls back to the classifier.
-    from synalign.evaluation.runner import _asks_scorer
+    from synalign.evaluation.methods import asks_scorer
 
-    assert [m for m in METHOD_NAMES if _asks_scorer(method(m))] == ["llm-check"]
+    assert [m for m in METHOD_NAMES if asks_scorer(method(m))] == ["llm-check"]
     assert method("naive").settings(RunConfig())["label_check"] == "none"
     assert "no label check" in method("naive").describe(RunConfig())
     assert "ESS" in base.describe(RunConfig())

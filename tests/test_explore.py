@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.base import clone
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import RBF
 
+from synalign.esm import DemonstrationSelector, GPUncertaintyTracker, RandomSelector
 from synalign.esm import selectors as explore
-from synalign.esm.selectors import DemonstrationSelector, GPUncertaintyTracker, RandomSelector
-from synalign.sda.kernels import median_bandwidth, rbf_kernel
+from synalign.esm import tracker as gp_tracker
+from synalign.sda import median_bandwidth, rbf_kernel
 
 NOISE = 1e-4
 
@@ -281,8 +283,8 @@ def test_every_deferred_path_matches_refitted_gp(
 ) -> None:
     # Tiny limits force watched-set growth, full updates on overflow and mid-add flushes.
     monkeypatch.setattr(explore, "_MIN_CANDIDATES", 4)
-    monkeypatch.setattr(explore, "_MAX_PENDING", 7)
-    monkeypatch.setattr(explore, "_BLOCK", 2)
+    monkeypatch.setattr(gp_tracker, "_MAX_PENDING", 7)
+    monkeypatch.setattr(gp_tracker, "_BLOCK", 2)
     X = _sphere_blobs(90, 8, seed=5)
     selector = DemonstrationSelector(cluster_size=3, seed=4, factor_dtype=factor_dtype)
     clusters = selector.select(X, 40)
@@ -334,3 +336,29 @@ def test_neighbour_search_matches_full_sort_with_duplicates() -> None:
     unused = np.zeros(X.shape[0], dtype=bool)
     unused[[3, 4]] = True
     assert search.cluster(3, unused, 4) == explore._nearest_cluster(X, 3, unused, 4)
+
+
+def test_clone_keeps_parameters_and_picks(pool: np.ndarray) -> None:
+    selectors = [
+        DemonstrationSelector(
+            cluster_size=4, bandwidth=0.7, noise=1e-3, seed=9, factor_dtype="float32"
+        ),
+        RandomSelector(cluster_size=2, seed=6),
+    ]
+    for selector in selectors:
+        params = selector.get_params()
+        twin = clone(selector)
+        assert twin is not selector and twin.get_params() == params
+        assert type(selector)(**params).get_params() == params
+        assert clone(selector).set_params(seed=1).get_params() == {**params, "seed": 1}
+        assert selector.select(pool, 25) == twin.select(pool, 25)
+        assert not any(key.endswith("_") for key in clone(selector).__dict__)
+    params = {"bandwidth": 0.6, "noise": 1e-3, "factor_dtype": "float64"}
+    tracker = GPUncertaintyTracker(**params)
+    twin = clone(tracker)
+    assert tracker.get_params() == params and twin.get_params() == params
+    assert clone(tracker).set_params(noise=0.0).get_params() == {**params, "noise": 0.0}
+    for t in (tracker, twin):
+        t.fit(pool).add([5, 1, 22, 5])
+    np.testing.assert_array_equal(tracker.variance_, twin.variance_)
+    np.testing.assert_array_equal(tracker.factor_, twin.factor_)

@@ -14,11 +14,12 @@ import pytest
 from synalign.backends.llm.base import LLM, Completion, OnResult, Request
 from synalign.config import build_config
 from synalign.errors import SynAlignError
-from synalign.io.tables import read_jsonl
+from synalign.io import read_jsonl
 from synalign.lar.filters import REASONS, LanguageProfile, SampleFilter, repetition, words_of
 from synalign.lar.generator import Cluster, LatentAttributeGenerator
-from synalign.lar.prompts.families import ChatPrompts, CompletionPrompts, ParsedSample, TaskSpec
-from synalign.pipeline.runner import Pipeline, no_sample_message
+from synalign.lar.prompts import ChatPrompts, CompletionPrompts, ParsedSample, TaskSpec
+from synalign.pipeline.runner import Pipeline
+from synalign.pipeline.stages import no_sample_message
 
 TASK = TaskSpec("movie review", {"fresh": "positive", "rotten": "negative"})
 FOREIGN = json.loads((Path(__file__).parent / "data" / "foreign_sentences.json").read_text())

@@ -19,7 +19,7 @@ from synalign.backends.llm.llamacpp import bundled_model_path
 from synalign.backends.llm.openai_compat import OpenAICompatibleLLM, _retry_after
 from synalign.config import build_config
 from synalign.errors import SynAlignError
-from synalign.io.tables import read_jsonl
+from synalign.io import read_jsonl
 from synalign.pipeline.runner import Pipeline
 
 KEY = "sk-test-7f3a9c2e55d1"

@@ -8,7 +8,7 @@ import pytest
 from synalign.backends.llm.llamacpp import LlamaCppLLM
 from synalign.config import build_config
 from synalign.errors import SynAlignError
-from synalign.io.tables import read_jsonl
+from synalign.io import read_jsonl
 from synalign.pipeline.runner import Pipeline
 
 
@@ -66,7 +66,7 @@ def test_end_to_end_then_skip_then_resume(tmp_path, gemma: LlamaCppLLM) -> None:
     from typer.testing import CliRunner
 
     from synalign.cli.app import app
-    from synalign.io.tables import read_records
+    from synalign.io import read_records
 
     runner = CliRunner()
     for target in ("out.parquet", "out_hf"):
@@ -149,7 +149,7 @@ def test_user_file_with_custom_columns(tmp_path, gemma: LlamaCppLLM) -> None:
 def test_chat_family_with_instruction_model(smollm_path: str) -> None:
     from synalign.lar.filters import SampleFilter
     from synalign.lar.generator import Cluster, LatentAttributeGenerator
-    from synalign.lar.prompts.families import ChatPrompts, TaskSpec
+    from synalign.lar.prompts import ChatPrompts, TaskSpec
 
     llm = LlamaCppLLM(smollm_path, n_ctx=2048)
     assert llm.has_chat_template
@@ -175,7 +175,7 @@ def test_chat_family_with_instruction_model(smollm_path: str) -> None:
 
 
 def test_second_run_on_same_directory_refuses(tmp_path) -> None:
-    from synalign.pipeline.runner import run_lock
+    from synalign.pipeline.run_dir import run_lock
 
     config = _config(tmp_path)
     config.run_dir.mkdir(parents=True)

@@ -1,10 +1,24 @@
+from collections.abc import Collection, Iterator, Sequence
+
+import pytest
+
+import synalign.lar.prompts as prompts
+from synalign.backends.llm.base import Completion, OnResult, Prompt, Request
+from synalign.config import build_config
+from synalign.errors import ConfigError
 from synalign.lar.filters import SampleFilter
-from synalign.lar.prompts.families import (
+from synalign.lar.generator import Cluster, LatentAttributeGenerator
+from synalign.lar.prompts import (
     ChatPrompts,
     CompletionPrompts,
+    ParsedSample,
+    PromptFamily,
     TaskSpec,
+    clean_text,
     length_attribute,
     parse_attribute_line,
+    prompt_family,
+    register_prompt_family,
 )
 
 TASK = TaskSpec("movie review", {"fresh": "positive"})
@@ -79,3 +93,106 @@ def test_filter_reasons() -> None:
     assert f.reason("Attributes: tone: warm; style: short") == "prompt_echo"
     assert f.reason("A brand new take on an old heist story.", [demo]) is None
     assert f.reason("a brand new take on an old heist story", [demo]) == "duplicate"
+
+
+# ----- a prompt family of the user's own ------------------------------------------------
+
+
+class PipePrompts:
+    """A user's family: samples come back as one line, separated by '|'."""
+
+    name = "pipe"
+    samples_per_call = 0
+    stop: tuple[str, ...] = ()
+
+    def attributes(self, task: TaskSpec, texts: list[str], variant: int = 0) -> Prompt:
+        return Prompt(text="Describe: " + " | ".join(clean_text(t) for t in texts))
+
+    def parse_attributes(self, text: str) -> dict[str, str]:
+        return parse_attribute_line(text)
+
+    def samples(
+        self,
+        task: TaskSpec,
+        label: str,
+        texts: list[str],
+        attributes: dict[str, str] | None,
+        k: int,
+    ) -> Prompt:
+        return Prompt(text=f"Write {k} {task.describe(label)} texts separated by |:")
+
+    def parse_output(
+        self, text: str, finish_reason: str = "stop", labels: Collection[str] = ()
+    ) -> list[ParsedSample]:
+        return [ParsedSample(clean_text(part)) for part in text.split("|") if part.strip()]
+
+    def echo_markers(self, task: TaskSpec, labels: Collection[str]) -> tuple[str, ...]:
+        return ("separated by |",)
+
+
+class PipeLLM:
+    """Answers every request with the same pipe-separated samples."""
+
+    backend = "fixed"
+    model = "fixed"
+    has_chat_template = False
+
+    def stream(
+        self, requests: Sequence[Request], on_result: OnResult | None = None
+    ) -> Iterator[tuple[int, Completion]]:
+        for pos, _ in enumerate(requests):
+            completion = Completion("A gentle, funny and warm story | Too long and far too loud")
+            if on_result:
+                on_result(pos, completion)
+            yield pos, completion
+
+
+@pytest.fixture
+def registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Registrations made by a test do not outlive it."""
+    monkeypatch.setattr(prompts, "_FAMILIES", dict(prompts._FAMILIES))
+
+
+@pytest.mark.usefixtures("registry")
+def test_registered_family_is_built_by_name_and_accepted_by_the_config() -> None:
+    with pytest.raises(ConfigError, match="Input should be 'auto', 'completion' or 'chat'"):
+        build_config({}, ["llm.prompt_family=pipe"])
+    register_prompt_family("pipe", PipePrompts)
+    family = prompt_family("pipe")
+    assert isinstance(family, PipePrompts) and isinstance(family, PromptFamily)
+    assert build_config({}, ["llm.prompt_family=pipe"]).llm.prompt_family == "pipe"
+    with pytest.raises(ValueError, match="use 'completion', 'chat' or 'pipe'"):
+        prompt_family("nope")
+    with pytest.raises(ConfigError, match="Input should be 'auto', 'completion', 'chat' or 'pipe'"):
+        build_config({}, ["llm.prompt_family=nope"])
+
+
+@pytest.mark.usefixtures("registry")
+def test_family_instances_pass_and_incomplete_ones_are_named() -> None:
+    family = PipePrompts()
+    assert prompt_family(family) is family
+    with pytest.raises(ValueError, match="unknown prompt family 'x'; use 'completion' or 'chat'"):
+        prompt_family("x")
+    with pytest.raises(ValueError, match="auto"):
+        register_prompt_family("auto", PipePrompts)
+    register_prompt_family("half", SampleFilter)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="SampleFilter is not a prompt family: it lacks name,"):
+        prompt_family("half")
+
+
+def test_user_family_drives_the_generator() -> None:
+    real = "A warm comedy about a family reunion."
+    generator = LatentAttributeGenerator(
+        PipeLLM(),
+        prompt_family(PipePrompts()),
+        TASK,
+        samples_per_cluster=2,
+        sample_filter=SampleFilter(min_words=3).fit([real]),
+    )
+    cluster = Cluster(0, "fresh", ("r1",), (real,))
+    accepted, rejected = generator.generate([cluster], [])
+    assert [row["text"] for row in accepted] == [
+        "A gentle, funny and warm story",
+        "Too long and far too loud",
+    ]
+    assert rejected == [] and {row["prompt_family"] for row in accepted} == {"pipe"}

@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from synalign.errors import InputError
-from synalign.esm.selectors import DemonstrationSelector, GPUncertaintyTracker, RandomSelector
-from synalign.io.tables import read_records, write_records
+from synalign.esm import DemonstrationSelector, GPUncertaintyTracker, RandomSelector
+from synalign.io import read_records, write_records
 from synalign.records import has_line_break
 from synalign.sda.aligner import ALL_LABEL, MMDAligner
 from synalign.sda.kernels import mmd2, rbf_kernel
@@ -246,7 +246,7 @@ def test_approx_weights_as_good_whatever_the_row_order_or_real_copies(
 # kernel; then r (the kernel diagonal the features miss) was float32 noise (about 1e-8) on
 # every row, 1/r drowned the dual in rounding and the Newton solve stopped at the first
 # step the line search could not resolve, often at the uniform start. Fixed by an absolute
-# floor on r (align._RESID_MIN).
+# floor on r (nystroem._RESID_MIN).
 def test_approx_solver_on_a_tiny_label_with_copies_of_a_row() -> None:
     # Was MMD² 0.824 (uniform 0.926); the optimum, all weight on the copies of 0, is 0.787.
     X_syn, X_real = np.array([[0.0], [0.0], [0.25]]), np.array([[-0.25]])

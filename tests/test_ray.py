@@ -215,7 +215,7 @@ def test_worker_killed_mid_run_is_survived(ray_local, tmp_path: Path) -> None:
         assert total <= made <= total + 2
         assert a.requests() > 0 and b.requests() > 0  # both endpoints served
         assert pool.deaths == 1 and pool.slots[0].epoch == 1
-        state = pipe._state()["stages"]
+        state = pipe.run_dir.stages()
         assert state["describe"]["llm"]["calls"] + state["generate"]["llm"]["calls"] == 16
         print(
             f"\nkilled a worker with {cached_at_kill}/16 answers cached; the servers got "

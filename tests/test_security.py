@@ -12,7 +12,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from synalign.lar.prompts.families import CompletionPrompts, TaskSpec, clean_text
+from synalign.lar.prompts import CompletionPrompts, TaskSpec, clean_text
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "synalign"
 

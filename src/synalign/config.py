@@ -1,4 +1,4 @@
-"""One typed configuration for a run, loaded from TOML and overridable by `--set key=value`."""
+"""One typed configuration for a run, loaded from TOML and overridable by `key=value` items."""
 
 from __future__ import annotations
 
@@ -115,10 +115,11 @@ class LLMConfig(_Section):
         exclude=True,
         description="API key (prefer api_key_env); never written to the run directory.",
     )
-    prompt_family: Literal["auto", "completion", "chat"] = Field(
+    prompt_family: str = Field(
         "auto",
         description="'completion' for base models, 'chat' for instruction models; "
-        "'auto': chat for the openai backend and for GGUF models with a chat template.",
+        "'auto': chat for the openai backend and for GGUF models with a chat template; "
+        "or the name of a family added with register_prompt_family.",
     )
     temperature: float = Field(0.9, ge=0, description="Sampling temperature.")
     top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling mass.")
@@ -151,10 +152,25 @@ class LLMConfig(_Section):
         None, ge=0, description="Price per million generated tokens, to report cost."
     )
 
+    @field_validator("prompt_family", mode="before")
+    @classmethod
+    def _known_family(cls, value: Any) -> Any:
+        """'auto' or a registered family: families can be added, so the choice is not fixed."""
+        from synalign.lar.prompts import prompt_family_names
+
+        names = ("auto", *prompt_family_names())
+        if value in names or isinstance(value, bool):  # a bool is refused as not a number
+            return value
+        *rest, last = (repr(n) for n in names)
+        expected = f"{', '.join(rest)} or {last}"
+        raise PydanticCustomError(
+            "literal_error", "Input should be {expected}", {"expected": expected}
+        )
+
     @model_validator(mode="after")
     def _openai_needs_model(self) -> LLMConfig:
         if self.backend == "openai" and not self.model:
-            raise ValueError("the openai backend needs llm.model (--model NAME)")
+            raise ValueError("the openai backend needs llm.model")
         return self
 
 
@@ -335,7 +351,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     """`a.b=value`: the value is read as a TOML literal, else kept as a string."""
     if "=" not in item:
         raise ConfigError(
-            f"--set {item!r}: expected KEY=VALUE, e.g. --set generate.samples_per_label=20"
+            f"override {item!r}: expected KEY=VALUE, e.g. generate.samples_per_label=20"
         )
     key, raw = item.split("=", 1)
     try:
@@ -348,7 +364,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
 def build_config(
     data: dict[str, Any] | None = None, overrides: list[str] | None = None, source: str = "config"
 ) -> RunConfig:
-    """Merge a config dict with `--set` overrides and validate it into a RunConfig."""
+    """Merge a config dict with `key=value` overrides and validate it into a RunConfig."""
     merged: dict[str, Any] = _deep_copy(data or {})
     for item in overrides or []:
         path, value = parse_override(item)
@@ -356,7 +372,7 @@ def build_config(
         for part in path[:-1]:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise ConfigError(f"--set {item!r}: '{part}' is not a section")
+                raise ConfigError(f"override {item!r}: '{part}' is not a section")
             node = child
         node[path[-1]] = value
     try:
@@ -379,44 +395,5 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
     return build_config(data, overrides, source=str(p))
 
 
-def to_toml(config: RunConfig) -> str:
-    """Serialise the resolved config (unset values are left out, as TOML has no null)."""
-    return _dump_toml(config.model_dump(exclude_none=True))
-
-
 def _deep_copy(d: dict[str, Any]) -> dict[str, Any]:
     return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in d.items()}
-
-
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int | float):
-        return repr(v)
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-    if isinstance(v, list | tuple):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
-    raise TypeError(f"cannot write {type(v).__name__} to TOML")
-
-
-def _toml_key(k: str) -> str:
-    return k if k.replace("_", "").replace("-", "").isalnum() else _toml_value(k)
-
-
-def _dump_toml(d: dict[str, Any]) -> str:
-    lines: list[str] = []
-    tables: list[tuple[str, dict[str, Any]]] = []
-    for k, v in d.items():
-        if isinstance(v, dict) and k in RunConfig.model_fields:
-            tables.append((k, v))
-        else:
-            lines.append(f"{_toml_key(k)} = {_toml_value(v)}")
-    for name, table in tables:
-        lines.append("")
-        lines.append(f"[{name}]")
-        for k, v in table.items():
-            lines.append(f"{_toml_key(k)} = {_toml_value(v)}")
-    return "\n".join(lines) + "\n"

@@ -17,6 +17,10 @@ class Reporter(Protocol):
 
     def message(self, text: str) -> None: ...
 
+    def warning(self, text: str) -> None: ...
+
+    def note(self, text: str) -> None: ...
+
 
 class SilentReporter:
     """Reports nothing: the default outside the command line."""
@@ -26,6 +30,12 @@ class SilentReporter:
         yield lambda n=1, status=None: None
 
     def message(self, text: str) -> None:
+        return None
+
+    def warning(self, text: str) -> None:
+        return None
+
+    def note(self, text: str) -> None:
         return None
 
 
@@ -71,3 +81,15 @@ class RichReporter:
 
     def message(self, text: str) -> None:
         self.console.print(text)
+
+    def warning(self, text: str) -> None:
+        """A plain-text warning; brackets in it are shown, not read as markup."""
+        from rich.markup import escape
+
+        self.console.print(f"[yellow]warning:[/yellow] {escape(text)}")
+
+    def note(self, text: str) -> None:
+        """A plain-text aside, dimmed."""
+        from rich.markup import escape
+
+        self.console.print(f"[dim]{escape(text)}[/dim]")

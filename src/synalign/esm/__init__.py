@@ -1,1 +1,6 @@
 """Stage 1, exploration (ESM): Gaussian-process uncertainty picks diverse demonstration clusters."""
+
+from synalign.esm.selectors import DemonstrationSelector, RandomSelector
+from synalign.esm.tracker import GPUncertaintyTracker
+
+__all__ = ["DemonstrationSelector", "GPUncertaintyTracker", "RandomSelector"]

@@ -8,282 +8,23 @@ distribution instead of re-sampling its dense regions.
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
 
 import numpy as np
-from scipy.linalg import solve_triangular
+from sklearn.base import BaseEstimator
 
-from synalign.sda.kernels import BlasThreads, median_bandwidth, threads_for
+from synalign.esm.tracker import GPUncertaintyTracker, as_pool
+from synalign.sda.kernels import BlasThreads, check_bandwidth, median_bandwidth
 
-_INITIAL_CAPACITY = 8
-# A float64 factor above this size is stored as float32 instead (sums stay in float64).
-_FLOAT64_FACTOR_BYTES = 1 << 30
-# Rows of temporaries per chunk are sized to stay near this many bytes.
-_CHUNK_BYTES = 1 << 26
-# Pivots whose columns are only known on watched rows; more forces a full update.
-_MAX_PENDING = 512
-_BLOCK = 64
+# Points watched between full variance updates; the watched set may grow to
+# max(4x this, n / 32) before a full update is forced.
 _MIN_CANDIDATES = 256
-_FACTOR_DTYPES = ("auto", "float64", "float32")
 
 
-def _as_pool(X: np.ndarray) -> np.ndarray:
-    A = np.asarray(X, dtype=np.float64)
-    if A.ndim != 2:
-        raise ValueError(f"the pool must be a 2-d array of embeddings, got shape {A.shape}")
-    if A.shape[0] == 0:
-        raise ValueError("the pool is empty: there are no real examples to draw from")
-    if not np.all(np.isfinite(A)):
-        raise ValueError("the pool contains NaN or infinite values")
-    return A
-
-
-def _check_positive_bandwidth(bandwidth: float | None) -> None:
-    if bandwidth is not None and (not np.isfinite(bandwidth) or bandwidth <= 0):
-        raise ValueError(f"bandwidth must be positive, got {bandwidth!r}")
-
-
-def _chunk_rows(width: int) -> int:
-    return max(256, _CHUNK_BYTES // (8 * max(width, 1)))
-
-
-class GPUncertaintyTracker:
-    """Posterior variance of a zero-mean RBF Gaussian process over a fixed pool.
-
-    The variance after conditioning on a growing set S is kept as an incomplete Cholesky
-    factor F (var(x) = 1 - sum_j F[x, j]^2), one column per added point. New columns can
-    first be computed on a few watched rows only and folded into every row later in one
-    matrix product; the result equals one rank-one update per point, in order, while the
-    O(n t) work per point runs at matrix-product speed instead of memory speed.
-
-    `factor_dtype="auto"` stores F in float64 unless it would exceed 1 GiB, then in
-    float32; products that feed new columns are always accumulated in float64.
-    """
-
-    def __init__(
-        self, bandwidth: float | None = None, noise: float = 1e-4, factor_dtype: str = "auto"
-    ) -> None:
-        self.bandwidth = bandwidth
-        self.noise = noise
-        self.factor_dtype = factor_dtype
-
-    def fit(self, X: np.ndarray, capacity: int | None = None) -> GPUncertaintyTracker:
-        """Set the pool; S starts empty so every variance is the prior k(x, x) = 1.
-
-        `capacity` is the expected number of added points, so the factor is allocated once.
-        """
-        _check_positive_bandwidth(self.bandwidth)
-        if not np.isfinite(self.noise) or self.noise < 0:
-            raise ValueError(f"noise must be non-negative, got {self.noise!r}")
-        if self.factor_dtype not in _FACTOR_DTYPES:
-            raise ValueError(
-                f"factor_dtype must be one of {_FACTOR_DTYPES}, got {self.factor_dtype!r}"
-            )
-        self.X_ = _as_pool(X)
-        self.bandwidth_ = (
-            float(self.bandwidth) if self.bandwidth is not None else median_bandwidth(self.X_)
-        )
-        self._sq_norms = np.einsum("ij,ij->i", self.X_, self.X_)
-        self._gamma = 1.0 / (2.0 * self.bandwidth_ * self.bandwidth_)
-        n = self.X_.shape[0]
-        if capacity is None:
-            cols = min(_INITIAL_CAPACITY, max(n, 1))
-        else:
-            cols = max(1, operator.index(capacity))
-        self.factor_dtype_ = self._resolve_dtype(n * cols)
-        self._factor = np.zeros((n, cols), dtype=self.factor_dtype_)
-        self._lower = np.zeros((_MAX_PENDING, _MAX_PENDING), dtype=np.float64)
-        self.reset()
-        return self
-
-    def reset(self) -> None:
-        """Forget S but keep the pool, bandwidth and factor buffer."""
-        self._check_fitted()
-        self._variance = np.ones(self.X_.shape[0], dtype=np.float64)
-        self.used_: list[int] = []
-        self._committed = 0
-        self._pending: list[int] = []
-        self._slot = np.full(self.X_.shape[0], -1, dtype=np.intp)
-        self._rows = np.zeros(0, dtype=np.intp)
-        self._head = np.zeros((0, 0), dtype=np.float64)
-        self._tail = np.zeros((0, _MAX_PENDING), dtype=np.float64)
-        self._cvar = np.zeros(0, dtype=np.float64)
-        self._n_rows = 0
-
-    @property
-    def variance_(self) -> np.ndarray:
-        """Posterior variance of every pool point given S (the array itself, not a copy)."""
-        self._check_fitted()
-        self._flush()
-        return self._variance
-
-    @property
-    def factor_(self) -> np.ndarray:
-        """Columns v_j with var(x) = 1 - sum_j v_j(x)^2 (a view, not a copy)."""
-        self._check_fitted()
-        self._flush()
-        return self._factor[:, : self._committed]
-
-    def add(self, indices: Sequence[int]) -> None:
-        """Condition on the given pool points, one rank-one update each, in order."""
-        self._check_fitted()
-        n = self.X_.shape[0]
-        order = [operator.index(raw) for raw in indices]
-        for s in order:
-            if not 0 <= s < n:
-                raise IndexError(f"pool index {s} is out of range for a pool of {n}")
-        self._extend(order)
-        self._flush()
-
-    # Watched rows: their variance stays current while other rows wait for a flush.
-
-    def _watch(self, rows: np.ndarray) -> None:
-        """Track the current variance of `rows` (after folding in pending columns)."""
-        self._flush()
-        self._slot[self._rows[: self._n_rows]] = -1
-        self._n_rows = 0
-        self._activate(np.asarray(rows, dtype=np.intp))
-
-    def _watched_variance(self, rows: np.ndarray) -> np.ndarray:
-        return self._cvar[self._slot[rows]]
-
-    def _kernel(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        return self._kernel_rows(self.X_[rows], self._sq_norms[rows], cols)
-
-    def _kernel_rows(self, Xa: np.ndarray, sq_a: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        d2 = sq_a[:, None] + self._sq_norms[cols][None, :] - 2.0 * (Xa @ self.X_[cols].T)
-        np.clip(d2, 0.0, None, out=d2)
-        d2 *= -self._gamma
-        return np.exp(d2, out=d2)
-
-    def _activate(self, rows: np.ndarray) -> None:
-        """Add rows to the watched set, bringing them up to the current rank."""
-        new = np.unique(rows[self._slot[rows] < 0])
-        if new.size == 0:
-            return
-        a, m, t0 = self._n_rows, new.size, self._committed
-        if a + m > self._rows.shape[0] or self._head.shape[1] != t0:
-            cap = max(2 * self._rows.shape[0], a + m, 16)
-            rows_buf = np.zeros(cap, dtype=np.intp)
-            rows_buf[:a] = self._rows[:a]
-            head = np.empty((cap, t0), dtype=np.float64)
-            head[:a] = self._head[:a, :t0]
-            tail = np.empty((cap, _MAX_PENDING), dtype=np.float64)
-            tail[:a] = self._tail[:a]
-            cvar = np.empty(cap, dtype=np.float64)
-            cvar[:a] = self._cvar[:a]
-            self._rows, self._head, self._tail, self._cvar = rows_buf, head, tail, cvar
-        self._rows[a : a + m] = new
-        self._slot[new] = np.arange(a, a + m)
-        self._head[a : a + m] = self._factor[new, :t0]
-        var = self._variance[new]
-        p = len(self._pending)
-        if p:
-            P = np.asarray(self._pending, dtype=np.intp)
-            raw = self._kernel(new, P)
-            if t0:
-                raw -= self._head[a : a + m] @ self._head[self._slot[P]].T
-            part = solve_triangular(self._lower[:p, :p], raw.T, lower=True, check_finite=False).T
-            self._tail[a : a + m, :p] = part
-            var = np.clip(var - np.einsum("ij,ij->i", part, part), 0.0, None)
-        self._cvar[a : a + m] = var
-        self._n_rows = a + m
-
-    def _extend(self, order: Sequence[int]) -> None:
-        """Add points in order; their columns are computed on watched rows only."""
-        for start in range(0, len(order), _BLOCK):
-            block = np.asarray(order[start : start + _BLOCK], dtype=np.intp)
-            if len(self._pending) + block.size > _MAX_PENDING:
-                self._flush()
-            self._extend_block(block)
-
-    def _extend_block(self, block: np.ndarray) -> None:
-        self._activate(block)
-        a, t0, p0 = self._n_rows, self._committed, len(self._pending)
-        rows = self._rows[:a]
-        bs = self._slot[block]
-        raw = self._kernel(rows, block)
-        if t0:
-            raw -= self._head[:a] @ self._head[bs].T
-        if p0:
-            raw -= self._tail[:a, :p0] @ self._tail[bs, :p0].T
-        tail, cvar = self._tail, self._cvar
-        for j, s in enumerate(block.tolist()):
-            self.used_.append(s)
-            r = int(bs[j])
-            pivot = float(cvar[r]) + self.noise
-            if pivot <= 1e-300:
-                # Noise-free and already explained: the point carries no new information.
-                continue
-            q = len(self._pending)
-            col = raw[:, j].copy()
-            if q > p0:
-                col -= tail[:a, p0:q] @ tail[r, p0:q]
-            col /= np.sqrt(pivot)
-            self._lower[q, :q] = tail[r, :q]
-            self._lower[q, q] = np.sqrt(pivot)
-            tail[:a, q] = col
-            cvar[:a] -= col * col
-            np.clip(cvar[:a], 0.0, None, out=cvar[:a])
-            self._pending.append(s)
-
-    def _flush(self) -> None:
-        """Fold the pending columns into every row with one blocked product."""
-        p = len(self._pending)
-        if p == 0:
-            return
-        t0 = self._committed
-        self._reserve(t0 + p)
-        P = np.asarray(self._pending, dtype=np.intp)
-        head_p = self._head[self._slot[P]] if t0 else None
-        with threads_for(self.X_.shape[0] * (t0 + self.X_.shape[1]) * p):
-            self._fold(P, head_p, self._lower[:p, :p])
-        self._committed = t0 + p
-        self._pending = []
-        kept = self._rows[: self._n_rows].copy()
-        self._slot[kept] = -1
-        self._n_rows = 0
-        self._head = np.zeros((0, self._committed), dtype=np.float64)
-        self._rows = np.zeros(0, dtype=np.intp)
-        self._activate(kept)
-
-    def _fold(self, P: np.ndarray, head_p: np.ndarray | None, lower: np.ndarray) -> None:
-        """Columns t0 .. t0 + p of every row: residual kernel, then a triangular solve."""
-        n, t0, p = self.X_.shape[0], self._committed, P.shape[0]
-        F = self._factor
-        step = _chunk_rows(max(t0, p, self.X_.shape[1]))
-        for lo in range(0, n, step):
-            hi = min(lo + step, n)
-            raw = self._kernel_rows(self.X_[lo:hi], self._sq_norms[lo:hi], P)
-            if head_p is not None:
-                raw -= np.asarray(F[lo:hi, :t0], dtype=np.float64) @ head_p.T
-            part = solve_triangular(lower, raw.T, lower=True, check_finite=False)
-            F[lo:hi, t0 : t0 + p] = part.T
-            v = self._variance[lo:hi]
-            v -= np.einsum("ij,ij->j", part, part)
-            np.clip(v, 0.0, None, out=v)
-
-    def _reserve(self, cols: int) -> None:
-        if cols <= self._factor.shape[1]:
-            return
-        n = self._factor.shape[0]
-        wanted = max(cols, 2 * self._factor.shape[1])
-        if self.factor_dtype == "auto" and 8 * n * wanted > _FLOAT64_FACTOR_BYTES:
-            self.factor_dtype_ = np.dtype(np.float32)
-        grown = np.zeros((n, wanted), dtype=self.factor_dtype_)
-        grown[:, : self._committed] = self._factor[:, : self._committed]
-        self._factor = grown
-
-    def _resolve_dtype(self, entries: int) -> np.dtype:
-        if self.factor_dtype == "float32":
-            return np.dtype(np.float32)
-        if self.factor_dtype == "auto" and 8 * entries > _FLOAT64_FACTOR_BYTES:
-            return np.dtype(np.float32)
-        return np.dtype(np.float64)
-
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "X_"):
-            raise RuntimeError("call fit(X) before using the tracker")
+def _distances_to(X: np.ndarray, point: np.ndarray) -> np.ndarray:
+    """Exact squared distances of X's rows to `point`, from differences: cluster order
+    must not depend on the cancellation of the norm expansion."""
+    diff = X - point
+    return np.einsum("ij,ij->i", diff, diff)
 
 
 def _nearest_cluster(X: np.ndarray, pick: int, unused: np.ndarray, size: int) -> list[int]:
@@ -291,9 +32,7 @@ def _nearest_cluster(X: np.ndarray, pick: int, unused: np.ndarray, size: int) ->
 
     Stable sorting breaks distance ties by index, so clusters are reproducible.
     """
-    diff = X - X[pick]
-    dist = np.einsum("ij,ij->i", diff, diff)
-    order = np.argsort(dist, kind="stable")
+    order = np.argsort(_distances_to(X, X[pick]), kind="stable")
     order = order[order != pick]
     cluster = [pick, *order[unused[order]][: size - 1].tolist()]
     if len(cluster) < size:
@@ -333,13 +72,11 @@ class _Neighbours:
         kth = np.partition(approx, k - 1)[k - 1]
         slack = 2.0 * self._tol * self._max_norm * float(self._norms[pick])
         cand = np.flatnonzero(approx <= kth + slack)
-        diff = self.X[cand] - self.X[pick]
-        exact = np.einsum("ij,ij->i", diff, diff)
-        order = np.lexsort((cand, exact))[:k]
+        order = np.lexsort((cand, _distances_to(self.X[cand], self.X[pick])))[:k]
         return [pick, *(int(i) for i in cand[order])]
 
 
-class _PassSelector:
+class _PassSelector(BaseEstimator):
     """Shared cluster and pass bookkeeping; subclasses only decide which point to pick."""
 
     def __init__(self, cluster_size: int = 3, seed: int = 0) -> None:
@@ -352,7 +89,7 @@ class _PassSelector:
             raise ValueError(f"n_clusters must be non-negative, got {n_clusters}")
         if operator.index(self.cluster_size) < 1:
             raise ValueError(f"cluster_size must be at least 1, got {self.cluster_size}")
-        pool = _as_pool(X)
+        pool = as_pool(X)
         n = pool.shape[0]
         size = min(int(self.cluster_size), n)
         rng = np.random.default_rng(self.seed)
@@ -419,7 +156,7 @@ class DemonstrationSelector(_PassSelector):
         # permutation.
         self._rng = rng
         self._set_perm(rng.permutation(X.shape[0]))
-        _check_positive_bandwidth(self.bandwidth)
+        check_bandwidth(self.bandwidth)
         bw = self.bandwidth if self.bandwidth is not None else median_bandwidth(X, seed=self.seed)
         self.bandwidth_ = float(bw)
         self._tracker = GPUncertaintyTracker(

@@ -101,7 +101,7 @@ def point_cost(stats: dict[str, Any], clusters: int) -> dict[str, float | None]:
 def summarise_curve(seeds: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Per method and budget: macro-F1 over seeds, the paired difference to `real`, and
     the cost; {} when the evaluation drew no curve."""
-    from synalign.report.render import _stats, paired_stats
+    from synalign.report.stats import _stats, paired_stats
 
     if not seeds or not all(s.get("curve") for s in seeds):
         return {}
@@ -128,98 +128,3 @@ def summarise_curve(seeds: Sequence[dict[str, Any]]) -> dict[str, Any]:
             }
         out[name] = points
     return out
-
-
-def curve_lines(curve: dict[str, Any]) -> list[str]:
-    """The curve in a line per method, for the terminal."""
-    lines = []
-    for name, points in curve.items():
-        parts = [
-            f"{p['candidates_per_label']}: {100 * p['macro_f1']['mean']:.1f}"
-            for p in points.values()
-        ]
-        head = f"budget curve, {name} (candidates per label: macro-F1 %): "
-        lines.append(head + ", ".join(parts))
-    return lines
-
-
-def plot_curve(curve: dict[str, Any], real: dict[str, Any], shots: int) -> bytes | None:
-    """Macro-F1 against candidates per label, each method's mean with its 95% interval
-    of the paired difference to `real` drawn around it; the real shots alone at 0."""
-    from synalign.report.render import _figure, _png
-
-    if not curve:
-        return None
-    fig, axes = _figure(6.4, 3.8)
-    ax = axes[0][0]
-    base = 100 * real["mean"]
-    colors = {"naive": "#dd8452", "synalign": "#4c72b0"}
-    for name, points in curve.items():
-        xs = [0] + [p["candidates_per_label"] for p in points.values()]
-        ys = [base] + [100 * p["macro_f1"]["mean"] for p in points.values()]
-        lo = [base] + [
-            base + 100 * (p["vs_real"]["ci_low"] if p["vs_real"]["ci_low"] is not None else 0)
-            for p in points.values()
-        ]
-        hi = [base] + [
-            base + 100 * (p["vs_real"]["ci_high"] if p["vs_real"]["ci_high"] is not None else 0)
-            for p in points.values()
-        ]
-        color = colors.get(name)
-        ax.plot(xs, ys, marker="o", label=name, color=color)
-        ax.fill_between(xs, lo, hi, alpha=0.15, color=color)
-    ax.axhline(base, color="#555555", ls="--", lw=1, label="real shots alone")
-    ax.set_xscale("symlog", linthresh=max(1, shots))
-    budgets = {p["candidates_per_label"] for pts in curve.values() for p in pts.values()}
-    ticks = sorted({0, *budgets})
-    ax.set_xticks(ticks, [str(t) for t in ticks])
-    ax.set_xlabel(f"candidate synthetic samples per label ({shots} real shots per label)")
-    ax.set_ylabel("macro-F1 %")
-    ax.set_title("macro-F1 against the synthetic budget (band: 95% CI of Δ vs real)")
-    ax.legend(fontsize=8)
-    return _png(fig)
-
-
-def write_curve_section(doc: Any, curve: dict[str, Any], images: dict[str, bytes]) -> None:
-    """The report's budget-curve section: the plot and a table with each point's cost."""
-    from synalign.report.render import _pct, format_delta
-
-    if not curve:
-        return
-    doc.h(2, "How much synthetic data to make")
-    doc.p(
-        "Macro-F1 when the real shots are joined by the first candidates per label of one "
-        "generation (a smaller budget is the same run cut after fewer demonstration "
-        "clusters, so every point shares its LLM calls). Where the curve flattens, more "
-        "generation stops paying. LLM requests and minutes are what each point's share of "
-        "the generation took when it was generated, over all seeds ('-' minutes: the "
-        "generation was last re-run from the response cache, so its time is not known)."
-    )
-    if "curve" in images:
-        doc.image("curve.png", images["curve"], "Macro-F1 against the synthetic budget.")
-    rows = []
-    for name, points in curve.items():
-        for p in points.values():
-            rows.append(
-                [
-                    f"`{name}`",
-                    f"{p['multiple']:g}x ({p['candidates_per_label']})",
-                    f"{p['kept_rows']['mean']:.0f}",
-                    _pct(p["macro_f1"]),
-                    format_delta(p["vs_real"]),
-                    "-" if p["llm_requests"] is None else str(p["llm_requests"]),
-                    "-" if p["minutes"] is None else f"{p['minutes']:.1f}",
-                ]
-            )
-    doc.table(
-        [
-            "method",
-            "budget: × shots (candidates per label)",
-            "synthetic rows trained on per seed",
-            "macro-F1 %",
-            "Δ macro-F1 vs real [95% CI] (wins)",
-            "LLM requests",
-            "generation minutes",
-        ],
-        rows,
-    )

@@ -10,7 +10,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from synalign.lar.prompts.families import word_count
+from synalign.lar.prompts import word_count
 
 # Every reason a generated sample can be rejected for, in the order they are checked
 # (`unparseable`, `missing` and `wrong_label` are decided from the LLM's answer

@@ -11,7 +11,7 @@ from typing import Any
 
 from synalign.backends.llm.base import LLM, Completion, Request, SamplingParams
 from synalign.lar.filters import SampleFilter
-from synalign.lar.prompts.families import (
+from synalign.lar.prompts import (
     ParsedSample,
     PromptFamily,
     TaskSpec,

@@ -8,6 +8,11 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from synalign.sda.weights import uniform
+
+# Entries of one temporary block in blocked kernel products: bounds their memory.
+BLOCK_ENTRIES = 1 << 22
+
 
 def _as_matrix(X: np.ndarray, name: str) -> np.ndarray:
     A = np.asarray(X, dtype=np.float64)
@@ -16,16 +21,22 @@ def _as_matrix(X: np.ndarray, name: str) -> np.ndarray:
     return A
 
 
-def _check_bandwidth(bandwidth: float) -> float:
+def _bandwidth_value(bandwidth: float) -> float:
     bw = float(bandwidth)
     if not np.isfinite(bw) or bw <= 0.0:
         raise ValueError(f"bandwidth must be a positive finite number, got {bandwidth!r}")
     return bw
 
 
+def check_bandwidth(bandwidth: float | None) -> None:
+    """Refuse a set bandwidth that is not a positive finite number (None: estimate one)."""
+    if bandwidth is not None and not (np.isfinite(bandwidth) and bandwidth > 0):
+        raise ValueError(f"bandwidth must be positive, got {bandwidth!r}")
+
+
 def _normalised(weights: np.ndarray | None, n: int, name: str) -> np.ndarray:
     if weights is None:
-        return np.full(n, 1.0 / n)
+        return uniform(n)
     w = np.asarray(weights, dtype=np.float64).reshape(-1)
     if w.shape[0] != n:
         raise ValueError(f"{name} has {w.shape[0]} entries for {n} rows")
@@ -69,9 +80,8 @@ def median_bandwidth(
     if n < 2:
         return 1.0
     sq = np.einsum("ij,ij->i", Z, Z)
-    d2 = sq[:, None] + sq[None, :] - 2.0 * (Z @ Z.T)
-    iu = np.triu_indices(n, k=1)
-    dist = np.sqrt(np.clip(d2[iu], 0.0, None))
+    d2 = squared_distances(Z, sq, Z, sq)
+    dist = np.sqrt(d2[np.triu_indices(n, k=1)])
     med = float(np.median(dist))
     if med > 0.0:
         return med
@@ -85,14 +95,61 @@ def rbf_kernel(X: np.ndarray, Y: np.ndarray, bandwidth: float) -> np.ndarray:
     B = _as_matrix(Y, "Y")
     if A.shape[1] != B.shape[1]:
         raise ValueError(f"X has {A.shape[1]} columns but Y has {B.shape[1]}")
-    bw = _check_bandwidth(bandwidth)
-    d2 = (
-        np.einsum("ij,ij->i", A, A)[:, None]
-        + np.einsum("ij,ij->i", B, B)[None, :]
-        - 2.0 * (A @ B.T)
-    )
-    np.clip(d2, 0.0, None, out=d2)
+    bw = _bandwidth_value(bandwidth)
+    d2 = squared_distances(A, np.einsum("ij,ij->i", A, A), B, np.einsum("ij,ij->i", B, B))
     return np.exp(-d2 / (2.0 * bw * bw))
+
+
+def squared_distances(
+    A: np.ndarray, sq_a: np.ndarray, B: np.ndarray, sq_b: np.ndarray
+) -> np.ndarray:
+    """||a||^2 + ||b||^2 - 2 a'b for every pair of rows, in the dtype of the inputs.
+
+    One matrix product instead of an n x m x d difference array; the expansion can come
+    out slightly negative by cancellation, hence the clip. `sq_a`, `sq_b` are the rows'
+    squared norms, which loops over blocks compute once.
+    """
+    d2 = sq_a[:, None] + sq_b[None, :] - 2.0 * (A @ B.T)
+    np.clip(d2, 0.0, None, out=d2)
+    return d2
+
+
+def rbf_from_norms(
+    A: np.ndarray, sq_a: np.ndarray, B: np.ndarray, sq_b: np.ndarray, gamma: float
+) -> np.ndarray:
+    """exp(-gamma ||a - b||^2) from precomputed squared norms, in place on one buffer.
+
+    For loops over blocks that reuse one side's norms and a fixed gamma; float32 inputs
+    give a float32 kernel (the Nystroem features). Multiplying by gamma rounds differently
+    from rbf_kernel's division by 2 bandwidth^2, so the two stay separate functions.
+    """
+    d2 = squared_distances(A, sq_a, B, sq_b)
+    d2 *= -gamma
+    return np.exp(d2, out=d2)
+
+
+def rbf_block(X: np.ndarray, Y: np.ndarray, bandwidth: float) -> np.ndarray:
+    """rbf_kernel, on every BLAS thread when the block is large."""
+    with threads_for(X.shape[0] * Y.shape[0] * X.shape[1]):
+        return rbf_kernel(X, Y, bandwidth)
+
+
+def mean_kernel_rows(X: np.ndarray, Y: np.ndarray, bandwidth: float) -> np.ndarray:
+    """Row means of k(X, Y), in blocks so a large real set never needs a full kernel matrix."""
+    block = max(1, BLOCK_ENTRIES // Y.shape[0])
+    out = np.empty(X.shape[0], dtype=np.float64)
+    for start in range(0, X.shape[0], block):
+        out[start : start + block] = rbf_block(X[start : start + block], Y, bandwidth).mean(axis=1)
+    return out
+
+
+def kernel_matvec(X: np.ndarray, Y: np.ndarray, v: np.ndarray, bandwidth: float) -> np.ndarray:
+    """k(X, Y) @ v in blocks of rows."""
+    block = max(1, BLOCK_ENTRIES // max(Y.shape[0], 1))
+    out = np.empty(X.shape[0], dtype=np.float64)
+    for start in range(0, X.shape[0], block):
+        out[start : start + block] = rbf_block(X[start : start + block], Y, bandwidth) @ v
+    return out
 
 
 def mmd2(

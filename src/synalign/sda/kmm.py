@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 
 import numpy as np
+from sklearn.base import BaseEstimator
 
-from synalign.sda.kernels import effective_sample_size
-from synalign.sda.weights import label_rows
+from synalign.sda.kernels import check_bandwidth, effective_sample_size
+from synalign.sda.weights import label_rows, sum_to_one
 
 
-class KMMWeighter:
+class KMMWeighter(BaseEstimator):
     """Kernel mean matching (skada's KMMReweightAdapter), fitted per label like MMDAligner.
 
     KMM bounds each weight (`B`) and lets their sum float within a tolerance, where the
@@ -35,8 +36,7 @@ class KMMWeighter:
     ) -> KMMWeighter:
         from skada import KMMReweightAdapter
 
-        if not (np.isfinite(self.bandwidth) and self.bandwidth > 0):
-            raise ValueError(f"bandwidth must be positive, got {self.bandwidth!r}")
+        check_bandwidth(self.bandwidth)
         S = np.asarray(X_syn, dtype=np.float64)
         R = np.asarray(X_real, dtype=np.float64)
         gamma = 1.0 / (2.0 * self.bandwidth**2)
@@ -56,7 +56,7 @@ class KMMWeighter:
                 domain = np.r_[np.ones(Xs.shape[0]), -np.ones(Xr.shape[0])].astype(int)
                 adapter.fit(np.vstack([Xs, Xr]), sample_domain=domain)
                 w = np.clip(np.asarray(adapter.source_weights_, dtype=np.float64), 0.0, None)
-                w = w / w.sum() if w.sum() > 0 else np.full(idx.shape[0], 1.0 / idx.shape[0])
+                w = sum_to_one(w)
             self.weights_[idx] = w
             self.ess_[label] = effective_sample_size(w)
         return self

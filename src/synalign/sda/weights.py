@@ -6,8 +6,6 @@ from collections.abc import Hashable, Sequence
 
 import numpy as np
 
-from synalign.sda.aligner import counts_by_share
-
 
 def label_rows(labels: Sequence[Hashable]) -> dict[Hashable, np.ndarray]:
     """Row indices of each label, in order of first appearance."""
@@ -17,11 +15,44 @@ def label_rows(labels: Sequence[Hashable]) -> dict[Hashable, np.ndarray]:
     return {label: np.asarray(idx, dtype=np.intp) for label, idx in rows.items()}
 
 
+def label_shares(labels: Sequence[Hashable]) -> dict[Hashable, float]:
+    """Each label's share of the rows: the label mix a synthetic set should follow."""
+    counts: dict[Hashable, int] = {}
+    for label in labels:
+        counts[label] = counts.get(label, 0) + 1
+    return {label: c / len(labels) for label, c in counts.items()}
+
+
+def counts_by_share(total: int, shares: dict[Hashable, float]) -> dict[Hashable, int]:
+    """Split `total` draws between labels in proportion to `shares` (largest remainder,
+    ties to the label first listed), so the counts add up to `total` exactly."""
+    mass = sum(shares.values())
+    if total <= 0 or mass <= 0:
+        return {label: 0 for label in shares}
+    exact = {label: total * share / mass for label, share in shares.items()}
+    counts = {label: int(np.floor(x)) for label, x in exact.items()}
+    order = sorted(shares, key=lambda label: -(exact[label] - counts[label]))
+    for label in order[: total - sum(counts.values())]:
+        counts[label] += 1
+    return counts
+
+
+def uniform(n: int) -> np.ndarray:
+    """n equal weights summing to 1: the starting point and fallback of every weighting."""
+    return np.full(n, 1.0 / n)
+
+
+def sum_to_one(weights: np.ndarray) -> np.ndarray:
+    """Weights scaled to sum 1; uniform when they carry no mass at all."""
+    total = weights.sum()
+    return weights / total if total > 0 else uniform(weights.shape[0])
+
+
 def uniform_weights(labels: Sequence[Hashable]) -> np.ndarray:
     """Equal weights summing to 1 within each label (the no-weighting baseline)."""
     w = np.zeros(len(labels), dtype=np.float64)
     for idx in label_rows(labels).values():
-        w[idx] = 1.0 / idx.shape[0]
+        w[idx] = uniform(idx.shape[0])
     return w
 
 
@@ -78,8 +109,14 @@ def training_weights_of(
     return out
 
 
-def systematic_resample(weights: np.ndarray, count: int, seed: int) -> np.ndarray:
-    """Indices drawn by weight with systematic resampling (uniform weights: each once)."""
+def systematic_resample(
+    weights: np.ndarray, count: int, seed: int | np.random.Generator
+) -> np.ndarray:
+    """Indices drawn by weight with systematic resampling (uniform weights: each once).
+
+    One uniform offset per call; a Generator for `seed` lets several calls share one
+    stream of offsets.
+    """
     w = np.asarray(weights, dtype=np.float64)
     cdf = np.cumsum(w / w.sum())
     cdf[-1] = 1.0

@@ -15,6 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from synalign.backends.offline import bundled_models_offline
 from synalign.errors import ConfigError
 
 BUNDLED_MODEL = "all-MiniLM-L6-v2"
@@ -108,7 +109,7 @@ class SentenceTransformerEmbedder:
             path = self._path()
             from sentence_transformers import SentenceTransformer
 
-            with contextlib.redirect_stderr(io.StringIO()):
+            with bundled_models_offline(), contextlib.redirect_stderr(io.StringIO()):
                 self._st = SentenceTransformer(path, device="cpu")
         return self._st
 
@@ -125,7 +126,7 @@ class SentenceTransformerEmbedder:
                 window = int(config["max_seq_length"])
                 from transformers import AutoTokenizer
 
-                with contextlib.redirect_stderr(io.StringIO()):
+                with bundled_models_offline(), contextlib.redirect_stderr(io.StringIO()):
                     tokenizer = AutoTokenizer.from_pretrained(str(path))
             except (OSError, ValueError, KeyError, TypeError):  # another layout: load it all
                 st = self._load()

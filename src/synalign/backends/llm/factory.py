@@ -61,7 +61,7 @@ def make_llm(config: LLMConfig) -> LLM:
         if len(urls) > 1:
             raise ConfigError(
                 f"llm.base_url lists {len(urls)} endpoints: spreading requests over several "
-                'endpoints needs executor = "ray" (--executor ray); or give one URL'
+                'endpoints needs `executor` = "ray"; or give one URL'
             )
         return OpenAICompatibleLLM(
             model=config.model or "",

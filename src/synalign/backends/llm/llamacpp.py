@@ -81,6 +81,11 @@ class LlamaCppLLM:
         self._scorer: Any = None
         self._scored_prefix: list[int] = []
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> LlamaCppLLM:
+        """A loaded model is a shared handle, not state: copies of an estimator that holds
+        one (`sklearn.clone`) use the same model instead of loading it again."""
+        return self
+
     @property
     def backend(self) -> str:
         return "llamacpp"

@@ -237,7 +237,7 @@ class OpenAICompatibleLLM:
         return (
             f"LLM endpoint {url} still failing after {retries} retries"
             f" ({self._redact(why)[:200]}); check that the server is up and llm.base_url"
-            " (--base-url) is right, then re-run: completed samples are kept"
+            " is right, then re-run: completed samples are kept"
         )
 
     def _describe(self, exc: Any) -> str:

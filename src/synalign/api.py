@@ -1,0 +1,196 @@
+"""The method from Python: real data in memory in, a weighted synthetic set out.
+
+    from synalign import SynAlign
+    result = SynAlign(samples_per_label=50, shots=16).generate(df)
+    result.to_pandas()
+
+The estimator runs the same pipeline as `synalign run`; with `run_dir` the run is
+resumable exactly like the command line's, without it the files live in a temporary
+folder that is gone when `generate` returns.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator
+
+from synalign.backends.llm.base import LLM
+from synalign.config import RunConfig, build_config
+from synalign.errors import ConfigError
+from synalign.lar.prompts import PromptFamily
+from synalign.progress import Reporter
+from synalign.records import Record
+
+BUNDLED = "bundled"
+
+
+@dataclass
+class SynAlignResult:
+    """A run's synthetic set: every accepted sample with its MMD weight and provenance
+    (demonstration ids and texts, attributes, model, seed), the resampled set, the
+    rejected samples with their reasons, and the run's summary figures."""
+
+    samples: list[dict[str, Any]]
+    weights: np.ndarray
+    aligned: list[dict[str, Any]]
+    rejected: list[dict[str, Any]]
+    summary: dict[str, Any] = field(default_factory=dict)
+    run_dir: Path | None = None
+    skipped: list[str] = field(default_factory=list)
+    """Stages found up to date in `run_dir` and not run again."""
+
+    def to_records(self, which: str = "samples") -> list[dict[str, Any]]:
+        """`samples` (each with its `weight`, for weighted training) or `aligned` (the
+        set resampled by weight)."""
+        if which == "aligned":
+            return [dict(r) for r in self.aligned]
+        if which != "samples":
+            raise ValueError(f"which={which!r}: choose 'samples' or 'aligned'")
+        return [{**r, "weight": float(w)} for r, w in zip(self.samples, self.weights, strict=True)]
+
+    def to_pandas(self, which: str = "samples") -> Any:
+        import pandas as pd
+
+        return pd.DataFrame(self.to_records(which))
+
+    def to_hf(self, which: str = "samples") -> Any:
+        """A Hugging Face `datasets.Dataset`."""
+        from datasets import Dataset
+
+        return Dataset.from_pandas(self.to_pandas(which), preserve_index=False)
+
+
+def _rows_of(data: Any) -> list[dict[str, Any]]:
+    """Rows of a pandas DataFrame, a Hugging Face Dataset or an iterable of mappings."""
+    if hasattr(data, "to_dict") and hasattr(data, "columns"):  # pandas
+        return list(data.to_dict(orient="records"))
+    if hasattr(data, "column_names") and hasattr(data, "to_list"):  # datasets.Dataset
+        return list(data.to_list())
+    if isinstance(data, Iterable) and not isinstance(data, str | bytes | Mapping):
+        rows = list(data)
+        for i, row in enumerate(rows):
+            if isinstance(row, Record):
+                rows[i] = row.to_dict()
+            elif not isinstance(row, Mapping):
+                raise ConfigError(
+                    f"real data row {i}: a {type(row).__name__}, not a mapping; give a list "
+                    "of dicts, a pandas DataFrame or a Hugging Face Dataset"
+                )
+        return [dict(r) for r in rows]
+    raise ConfigError(
+        f"real data of type {type(data).__name__}: give a list of dicts, a pandas "
+        "DataFrame or a Hugging Face Dataset"
+    )
+
+
+class SynAlign(BaseEstimator):
+    """Few-shot synthetic data that follows the real data's distribution.
+
+    `llm`: "bundled" (the packaged Gemma model through llama.cpp), a GGUF file path, an
+    OpenAI-compatible endpoint URL (with `model`), or any object with the LLM protocol.
+    `prompts`: a prompt family object (the prompt and parse methods of
+    `synalign.lar.prompts.PromptFamily`) to use instead of the built-in ones.
+    `settings`: further config keys, e.g. {"generate": {"attributes": False}}.
+    """
+
+    def __init__(
+        self,
+        llm: Any = BUNDLED,
+        model: str | None = None,
+        samples_per_label: int = 50,
+        shots: int | None = None,
+        seed: int = 0,
+        run_dir: str | Path | None = None,
+        text_column: str = "text",
+        label_column: str = "label",
+        item_name: str | None = None,
+        label_descriptions: dict[str, str] | None = None,
+        prompts: PromptFamily | None = None,
+        settings: dict[str, Any] | None = None,
+        reporter: Reporter | None = None,
+    ) -> None:
+        self.llm = llm
+        self.model = model
+        self.samples_per_label = samples_per_label
+        self.shots = shots
+        self.seed = seed
+        self.run_dir = run_dir
+        self.text_column = text_column
+        self.label_column = label_column
+        self.item_name = item_name
+        self.label_descriptions = label_descriptions
+        self.prompts = prompts
+        self.settings = settings
+        self.reporter = reporter
+
+    def _llm_settings(self) -> dict[str, Any]:
+        if self.llm is None or self.llm == BUNDLED or not isinstance(self.llm, str | Path):
+            return {}
+        target = str(self.llm)
+        if target.startswith(("http://", "https://")):
+            return {"backend": "openai", "base_url": target, "model": self.model}
+        return {"backend": "llamacpp", "model_path": target}
+
+    def config(self, run_dir: str | Path) -> RunConfig:
+        """The run config these parameters make, for a run in `run_dir`."""
+        root = Path(run_dir)
+        data: dict[str, Any] = {k: dict(v) for k, v in (self.settings or {}).items()}
+        data.setdefault("data", {}).update(
+            {k: v for k, v in (("shots", self.shots), ("item_name", self.item_name)) if v}
+        )
+        if self.label_descriptions:
+            data["data"]["label_descriptions"] = dict(self.label_descriptions)
+        data.setdefault("llm", {}).update(self._llm_settings())
+        data.setdefault("generate", {})["samples_per_label"] = self.samples_per_label
+        data.update({"seed": self.seed, "name": root.name, "runs_dir": str(root.parent)})
+        return build_config(data, source="SynAlign settings")
+
+    def fit(self, X: Any, y: Any = None) -> SynAlign:
+        """Generate for the real data `X`; the result is `result_`."""
+        self.result_ = self.generate(X)
+        return self
+
+    def generate(self, data: Any) -> SynAlignResult:
+        """Run exploration, attribute reasoning and alignment on real labelled data."""
+        from synalign.io import records_from_rows
+
+        records = records_from_rows(
+            _rows_of(data), "real data", self.text_column, self.label_column, dedupe=True
+        )
+        if self.run_dir is not None:
+            return self._run(records.records, Path(self.run_dir), records.warnings)
+        with tempfile.TemporaryDirectory(prefix="synalign-") as tmp:
+            result = self._run(records.records, Path(tmp) / "run", records.warnings)
+            result.run_dir = None
+            return result
+
+    def _run(self, records: list[Record], root: Path, warnings: list[str]) -> SynAlignResult:
+        from synalign.pipeline import Pipeline
+
+        given = self.llm if isinstance(self.llm, LLM) else None
+        pipe = Pipeline(
+            self.config(root),
+            reporter=self.reporter,
+            llm=given,
+            records=records,
+            prompts=self.prompts,
+        )
+        for w in warnings:
+            pipe.reporter.warning(w)
+        summary = pipe.run()
+        run = pipe.run_dir
+        return SynAlignResult(
+            samples=run.synthetic(),
+            weights=run.weights(),
+            aligned=run.aligned(),
+            rejected=run.rejected(),
+            summary=summary.metrics,
+            run_dir=root,
+            skipped=list(summary.skipped),
+        )

@@ -1,0 +1,191 @@
+"""The commands that measure whether synthetic data helps: `evaluate` and `report`.
+
+The options of `evaluate` that name a config key set that key in each pipeline run the
+evaluation makes (one per seed and generation variant).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from synalign.cli.console import err, out, quiet_libraries
+from synalign.cli.options import (
+    ExecutorOption,
+    NameOption,
+    RayAddressOption,
+    RunsDirOption,
+    SetOption,
+    executor_overrides,
+    keyed,
+)
+from synalign.cli.tables import eval_table
+from synalign.errors import SynAlignError
+
+
+def evaluate(
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            help=keyed(
+                "Bundled corpus: shots from its train split, tested on its test split.",
+                "data.dataset",
+            )
+        ),
+    ] = None,
+    train: Annotated[
+        Path | None,
+        typer.Option(
+            help=keyed("Your labelled training pool (shots are drawn from it).", "data.path")
+        ),
+    ] = None,
+    test: Annotated[Path | None, typer.Option(help="Your labelled test file.")] = None,
+    text_column: Annotated[
+        str, typer.Option(help=keyed("Column holding the text.", "data.text_column"))
+    ] = "text",
+    label_column: Annotated[
+        str, typer.Option(help=keyed("Column holding the label.", "data.label_column"))
+    ] = "label",
+    shots: Annotated[
+        int, typer.Option(help=keyed("Real examples per label, drawn per seed.", "data.shots"))
+    ] = 16,
+    seeds: Annotated[
+        str,
+        typer.Option(
+            help=keyed("A count (5 = seeds 0-4) or a list (0,4,7; one seed: 7,).", "seed")
+        ),
+    ] = "5",
+    samples_per_label: Annotated[
+        int,
+        typer.Option(
+            help=keyed(
+                "Candidate synthetic samples per label and generation variant.",
+                "generate.samples_per_label",
+            )
+        ),
+    ] = 160,
+    methods: Annotated[
+        str,
+        typer.Option(
+            help="Comma list of real, naive, synalign, no-esm, no-lar, no-check, llm-check "
+            "(local model only), classifier-check, knn-check, fixed-check, no-sda, "
+            "no-floor, joint, "
+            "resample, kmm, judge-check (with --judge), or 'all' ('real' is always "
+            "included). Each is described in the report."
+        ),
+    ] = "all",
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            help="Downstream model: 'logreg' (logistic regression on frozen embeddings) or "
+            "'finetune' (fine-tunes MiniLM on the CPU). The LLM is set with --set llm.*.",
+        ),
+    ] = "logreg",
+    c: Annotated[
+        float, typer.Option("--C", help="Logistic regression C, the same for every method.")
+    ] = 1.0,
+    epochs: Annotated[int, typer.Option(help="Epochs for --model finetune.")] = 4,
+    test_per_label: Annotated[
+        int | None, typer.Option(help="Test on at most this many texts per label; all if unset.")
+    ] = None,
+    coverage_clusters: Annotated[
+        int, typer.Option(help="k-means clusters per label of the test set for coverage.")
+    ] = 10,
+    judge: Annotated[
+        bool,
+        typer.Option(
+            help="Measure label fidelity with a classifier fitted on the whole training pool "
+            "(for measurement only; no method sees it): how many generated samples read as "
+            "their label, and how many wrong ones each label check caught."
+        ),
+    ] = False,
+    validation: Annotated[
+        bool,
+        typer.Option(
+            help="Test on a fifth of the training pool held out from it (stratified, fixed; "
+            "by speaker for convention-speeches) instead of the test split or --test: for "
+            "choosing settings without ever looking at the test data."
+        ),
+    ] = False,
+    curve: Annotated[
+        str,
+        typer.Option(
+            help="Budget curve: macro-F1 of naive and synalign at these multiples of --shots "
+            "candidates per label (0 is the real shots alone), drawn in the report with the "
+            "LLM calls and minutes of each point; one generation at the largest budget "
+            "serves every point. 'none' draws no curve."
+        ),
+    ] = "1,3,10",
+    name: NameOption = "eval",
+    runs_dir: RunsDirOption = "runs",
+    set_: SetOption = None,
+    executor: ExecutorOption = None,
+    ray_address: RayAddressOption = None,
+) -> None:
+    """Does the synthetic set help? Trains a classifier on real shots alone and with each
+    method's synthetic data (SynAlign, a naive baseline, ablations), over several seeds,
+    tests on real held-out data, and writes metrics.json, report.md and report.html.
+    Re-running the same command reuses every finished generation (nothing is generated
+    twice); `synalign report DIR` rebuilds the report alone.
+    """
+    from synalign.evaluation import Evaluation, load_eval_config, parse_methods, parse_seeds
+    from synalign.evaluation.budget_curve import parse_multiples
+    from synalign.progress import RichReporter
+    from synalign.report.curve import curve_lines
+
+    quiet_libraries()
+    if train is not None and not train.exists():
+        raise SynAlignError(f"--train {train}: file not found")
+    if test is not None and not test.exists():
+        raise SynAlignError(f"--test {test}: file not found")
+    config = load_eval_config(
+        {
+            "name": name or "eval",
+            "runs_dir": runs_dir or "runs",
+            "dataset": dataset,
+            "train_path": None if train is None else str(train),
+            "test_path": None if test is None else str(test),
+            "text_column": text_column,
+            "label_column": label_column,
+            "shots": shots,
+            "seeds": parse_seeds(seeds),
+            "samples_per_label": samples_per_label,
+            "methods": parse_methods(methods, judge),
+            "model": model,
+            "C": c,
+            "finetune_epochs": epochs,
+            "test_per_label": test_per_label,
+            "coverage_clusters": coverage_clusters,
+            "judge": judge,
+            "validation": validation,
+            "curve": parse_multiples(curve),
+            "overrides": [*(set_ or []), *executor_overrides(executor, ray_address)],
+        },
+        source=None,
+    )
+    start = time.perf_counter()
+    evaluation = Evaluation(config, reporter=RichReporter(err))
+    metrics = evaluation.run()
+    out.print(eval_table(metrics))
+    for line in curve_lines(metrics.get("curve", {})):
+        out.print(line)
+    out.print(
+        f"LLM calls made: {evaluation.llm_calls_} · wall time {time.perf_counter() - start:.1f} s"
+    )
+    out.print(f"report: {evaluation.report_dir_ / 'report.html'}")
+
+
+def report(
+    eval_dir: Annotated[Path, typer.Argument(help="A finished evaluation folder, e.g. runs/eval.")],
+) -> None:
+    """Rebuild an evaluation's report (metrics.json, report.md, report.html, plots) from
+    its saved per-seed results, without generating or training anything."""
+    from synalign.report import build_report
+
+    quiet_libraries()
+    folder = build_report(eval_dir)
+    out.print(f"report: {folder / 'report.html'}")
