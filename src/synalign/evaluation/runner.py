@@ -90,7 +90,7 @@ class Evaluation:
         except OSError as err:
             raise SynAlignError(
                 f"{self.eval_dir}: cannot create the evaluation folder ({err.strerror}); "
-                "choose a writable --runs-dir"
+                "choose a writable `runs_dir`"
             ) from err
         with run_lock(self.eval_dir):
             if c.validation and not c.dataset:
