@@ -149,3 +149,11 @@ def test_import_leaves_the_environment_alone() -> None:
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     ).stdout.split("\n")
     assert out[0] == "['0', None, None]"
+
+
+def test_settings_and_llm_mistakes_are_config_errors() -> None:
+    assert SynAlign(settings={"executor": "local", "seed": 5}).config("r/a").executor == "local"
+    with pytest.raises(ConfigError, match="lacks backend, model, has_chat_template, stream"):
+        SynAlign(llm=object()).config("r/a")
+    with pytest.raises(ConfigError):
+        SynAlign(settings={"generate": {"samples_per_lable": 3}}).config("r/a")

@@ -252,3 +252,23 @@ def test_flag_hint(command: str, message: str, hinted: str | None) -> None:
     from synalign.cli.flags import flag_hint
 
     assert flag_hint(message, _command(command)) == (hinted or message)
+
+
+def test_align_reads_demo_ids_as_a_run_exports_them(tmp_path: Path) -> None:
+    """A synthetic file from `export --which synthetic` names its demonstrations by the ids
+    of the run's real.jsonl: JSON lists in JSONL, JSON text in CSV; ids that name no real
+    row are dropped with a warning rather than holding out the wrong texts."""
+    from synalign.cli.data_commands import _demo_ids
+    from synalign.records import Record
+
+    rows = [
+        Record("s0", "a", "x", {"demo_ids": ["4", "7"]}),
+        Record("s1", "b", "x", {"demo_ids": '["7", "10"]'}),
+        Record("s2", "c", "x", {}),
+    ]
+    assert _demo_ids(rows, {"4", "7", "10"}, tmp_path / "real.jsonl") == [
+        ["4", "7"],
+        ["7", "10"],
+        [],
+    ]
+    assert _demo_ids(rows, {"0", "1", "2"}, tmp_path / "real.jsonl") == [[], [], []]

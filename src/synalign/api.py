@@ -130,7 +130,17 @@ class SynAlign(BaseEstimator):
         self.reporter = reporter
 
     def _llm_settings(self) -> dict[str, Any]:
-        if self.llm is None or self.llm == BUNDLED or not isinstance(self.llm, str | Path):
+        if self.llm is None or (isinstance(self.llm, str) and self.llm == BUNDLED):
+            return {}
+        if not isinstance(self.llm, str | Path):
+            if not isinstance(self.llm, LLM):
+                members = ("backend", "model", "has_chat_template", "stream")
+                missing = [m for m in members if not hasattr(self.llm, m)]
+                raise ConfigError(
+                    f"llm: a {type(self.llm).__name__} is not an LLM (it lacks "
+                    f"{', '.join(missing) or 'a member of synalign.backends.llm.base.LLM'}); "
+                    "give 'bundled', a GGUF path, an endpoint URL or an LLM backend"
+                )
             return {}
         target = str(self.llm)
         if target.startswith(("http://", "https://")):
@@ -140,7 +150,9 @@ class SynAlign(BaseEstimator):
     def config(self, run_dir: str | Path) -> RunConfig:
         """The run config these parameters make, for a run in `run_dir`."""
         root = Path(run_dir)
-        data: dict[str, Any] = {k: dict(v) for k, v in (self.settings or {}).items()}
+        data: dict[str, Any] = {
+            k: dict(v) if isinstance(v, Mapping) else v for k, v in (self.settings or {}).items()
+        }
         data.setdefault("data", {}).update(
             {k: v for k, v in (("shots", self.shots), ("item_name", self.item_name)) if v}
         )

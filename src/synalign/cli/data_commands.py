@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -21,6 +21,44 @@ from synalign.errors import ConfigError, SynAlignError
 _ALIGN_DEFAULTS = AlignConfig()
 _EMBED_DEFAULTS = EmbedConfig()
 _GENERATE_DEFAULTS = GenerateConfig()
+
+
+def _read_with_ids(path: Path, text_column: str, label_column: str) -> Any:
+    """The real file with its own `id` column when it has a usable one (a run's
+    `real.jsonl` does), so a synthetic sample's `demo_ids` point at the right texts."""
+    from synalign.errors import InputError
+    from synalign.io import read_records
+
+    try:
+        return read_records(path, text_column, label_column, id_column="id")
+    except InputError:
+        return read_records(path, text_column, label_column)
+
+
+def _demo_ids(records: list[Any], real_ids: set[str], real: Path) -> list[list[str]]:
+    """Each synthetic sample's demonstration ids (a JSON list, also as CSV text), or none
+    at all when they do not name rows of the real file: then no sample can be judged by
+    the texts it was written from, and the check says so."""
+    out: list[list[str]] = []
+    for r in records:
+        d = r.meta.get("demo_ids")
+        if isinstance(d, str) and d.strip().startswith("["):
+            try:
+                d = json.loads(d)
+            except json.JSONDecodeError:
+                d = None
+        out.append([str(x) for x in d] if isinstance(d, list) else [])
+    named = {x for ids in out for x in ids}
+    if named and not named <= real_ids:
+        err.print(
+            f"[yellow]warning:[/yellow] the synthetic samples' demo_ids do not name rows of "
+            f"{escape(str(real))} (its `id` column); the label check judges every sample "
+            "with all real texts",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return [[] for _ in out]
+    return out
 
 
 def align(
@@ -89,7 +127,7 @@ def align(
         raise ConfigError(f"--scope {scope!r}: choose one of {', '.join(SCOPES)}")
     if label_check not in (*CHECKS, "none"):
         raise ConfigError(f"--label-check {label_check!r}: choose one of {', '.join(CHECKS)}, none")
-    real_rows = read_records(real, text_column, label_column)
+    real_rows = _read_with_ids(real, text_column, label_column)
     syn_rows = read_records(synthetic, text_column, label_column)
     for w in real_rows.warnings + syn_rows.warnings:
         err.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False, soft_wrap=True)
@@ -112,12 +150,12 @@ def align(
         embedder.encode([r.text for r in reals]),
         [r.id for r in reals],
     )
-    demo_ids = [r.meta.get("demo_ids") for r in records]
+    demo_ids = _demo_ids(records, {r.id for r in reals}, real)
     syn_set = Labelled(
         [r.text for r in records],
         [r.label for r in records],
         embedder.encode([r.text for r in records]),
-        [d if isinstance(d, list) else [] for d in demo_ids],
+        demo_ids,
     )
     quantile = _GENERATE_DEFAULTS.label_check_quantile
     check, weighting = check_and_weight(

@@ -145,7 +145,12 @@ class Pipeline:
             inputs["generate"] = c.generate.model_dump()
             inputs["llm"] = c.llm.model_dump()
             if self._given_prompts is not None:
-                inputs["prompts"] = type(self._given_prompts).__qualname__
+                kind = type(self._given_prompts)
+                inputs["prompts"] = [
+                    kind.__module__,
+                    kind.__qualname__,
+                    getattr(self._given_prompts, "__dict__", {}),
+                ]
         if stage in ("align", "report"):
             inputs["align"] = c.align.model_dump()
         return digest(inputs)
