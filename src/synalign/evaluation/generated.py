@@ -57,7 +57,7 @@ def generate_variant(
     )
     return {
         "run_dir": str(run_config.run_dir),
-        "real": [r.to_dict() for r in run.real()],
+        "real": run.real(),
         "demos": run.demos(),
         "synthetic": run.synthetic(),
         "stats": {

@@ -123,12 +123,12 @@ class SeedRun:
         if generated:
             shots_rows = next(iter(generated.values()))["real"]
             for g in generated.values():
-                if [r["id"] for r in g["real"]] != [r["id"] for r in shots_rows]:
+                if [r.id for r in g["real"]] != [r.id for r in shots_rows]:
                     raise SynAlignError(
                         f"{g['run_dir']}: its real shots differ from the other variants of "
                         f"seed {seed}; delete {c.folder.runs_dir(seed)} and re-run"
                     )
-            records = [Record.from_dict(r) for r in shots_rows]
+            records = list(shots_rows)
         else:
             records, warnings = draw_shots(self.train, c.shots, seed)
             for w in warnings:

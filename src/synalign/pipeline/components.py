@@ -42,8 +42,11 @@ def build_llm(config: RunConfig, cache: Path, given: LLM | None = None) -> Cache
     return CachedLLM(base, ResponseCache(cache))
 
 
-def family_for(config: RunConfig, llm: LLM) -> PromptFamily:
-    """`auto`: chat prompts for a model with a chat template, completion prompts else."""
+def family_for(config: RunConfig, llm: LLM, given: PromptFamily | None = None) -> PromptFamily:
+    """A given family (checked for the members the generator calls), else the configured
+    one; `auto`: chat prompts for a model with a chat template, completion prompts else."""
+    if given is not None:
+        return prompt_family(given)
     name: Any = config.llm.prompt_family
     if name == "auto":
         name = "chat" if llm.has_chat_template else "completion"

@@ -96,7 +96,7 @@ class Pipeline:
 
     @property
     def family(self) -> PromptFamily:
-        return self._given_prompts or family_for(self.config, self.llm)
+        return family_for(self.config, self.llm, self._given_prompts)
 
     @property
     def spec(self) -> TaskSpec:

@@ -179,12 +179,7 @@ def _check(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
     """Moves samples whose label the real texts contradict to the rejected ones
     (reason `label_mismatch`, with the judge's score)."""
-    from synalign.backends.llm.base import can_score
-    from synalign.lar.label_check.likelihood import resolve_label_check
-
-    settings = p.task.check(p.config)
-    _, _, quantile = settings.resolve(can_score(p.llm))
-    method, threshold = resolve_label_check(settings.method, settings.threshold, p.llm)
+    method, threshold, quantile = p.task.check(p.config).resolve(p.llm)
     real, synthetic = real_and_synthetic(p, accepted)
     bar = p.reporter.task(f"label check ({method})", total=len(accepted))
     with bar if needs_llm(method) else contextlib.nullcontext(None) as step:

@@ -44,14 +44,13 @@ class CheckSettings:
     threshold: float | None = None
     quantile: float | None = 0.1
 
-    def resolve(self, scorer: bool) -> tuple[str, float, float | None]:
-        """(method, fallback threshold, calibration quantile) for an LLM that can
-        (`scorer`) or cannot give token probabilities."""
-        from synalign.lar.label_check.likelihood import calibration_quantile, label_check_settings
+    def resolve(self, llm: Any = None) -> tuple[str, float, float | None]:
+        """(method, fallback threshold, calibration quantile) for `llm` (None: no LLM);
+        a check the LLM cannot serve is a config error."""
+        from synalign.lar.label_check.likelihood import calibration_quantile, resolve_label_check
 
-        quantile = calibration_quantile(self.threshold, self.quantile)
-        method, threshold = label_check_settings(self.method, self.threshold, scorer)
-        return method, threshold, quantile
+        method, threshold = resolve_label_check(self.method, self.threshold, llm)
+        return method, threshold, calibration_quantile(self.threshold, self.quantile)
 
 
 def needs_llm(method: str) -> bool:
@@ -182,9 +181,7 @@ def check_and_weight(
     **weighting: Any,
 ) -> tuple[LabelCheck, Weighting]:
     """The whole tail at once, for a synthetic set made elsewhere."""
-    from synalign.backends.llm.base import can_score
-
-    method, threshold, quantile = check.resolve(llm is not None and can_score(llm))
+    method, threshold, quantile = check.resolve(llm)
     outcome = check_labels(
         real, synthetic, method, threshold, quantile, llm=llm, seed=seed, progress=progress
     )
