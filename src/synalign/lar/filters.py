@@ -32,6 +32,8 @@ REASONS = (
     "wrong_language",  # not in the language (script, common words) of the real texts
     "near_copy",
     "duplicate",
+    "copy_of_document",  # a query that is a verbatim span of its own document
+    "not_specific",  # a query that does not single out its document (retrieval check)
     "label_mismatch",  # the real texts read it as another label (generate.label_check)
 )
 

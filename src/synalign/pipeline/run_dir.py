@@ -240,9 +240,33 @@ class RunDirectory:
 
     # ----- export --------------------------------------------------------------------
 
-    def export_rows(self, which: str) -> list[dict[str, Any]]:
+    def export_rows(self, which: str, pairs: bool = False) -> list[dict[str, Any]]:
         """`aligned`: the resampled set; `synthetic`: every accepted sample with its MMD
-        weight, for weighted training. A missing or stale file says which stage to run."""
+        weight, for weighted training. A missing or stale file says which stage to run.
+
+        A retrieval run's rows lead with `anchor` (the query) and `positive` (its
+        document); `pairs` keeps only those two (and `weight` for `synthetic`), the columns
+        sentence-transformers' trainers take."""
+        rows = self._export_rows(which)
+        if not rows or "doc_id" not in rows[0]:
+            if pairs:
+                raise SynAlignError(
+                    f"{self.root} is not a retrieval run; --pairs exports (query, document) pairs"
+                )
+            return rows
+        keep = (
+            ("anchor", "positive", "weight")
+            if pairs and which == "synthetic"
+            else ("anchor", "positive")
+        )
+        out = []
+        for r in rows:
+            row = {"anchor": r["text"], "positive": r["document"]}
+            row.update({k: v for k, v in r.items() if k not in ("text", "document")})
+            out.append({k: row[k] for k in keep} if pairs else row)
+        return out
+
+    def _export_rows(self, which: str) -> list[dict[str, Any]]:
         if which not in EXPORTABLE:
             raise SynAlignError(f"`which` {which!r}: choose 'aligned' or 'synthetic'")
         source = self.path(f"{which}.jsonl")

@@ -126,8 +126,16 @@ class Pipeline:
         """What a stage's outputs depend on: its config sections and the previous stage."""
         c = self.config
         inputs: dict[str, Any] = {"stage": stage, "seed": c.seed}
+        if c.task != "classification":
+            inputs["task"] = c.task
+            inputs["retrieval"] = c.retrieval.model_dump()
         if stage == "ingest":
             inputs["data"] = c.data.model_dump()
+            corpus = (
+                Path(c.retrieval.corpus) if c.task == "retrieval" and c.retrieval.corpus else None
+            )
+            if corpus is not None:
+                inputs["corpus"] = file_digest(corpus) if corpus.exists() else None
             if self.records is not None:
                 inputs["records"] = digest([r.to_dict() for r in self.records])
             elif c.data.path:
@@ -140,7 +148,8 @@ class Pipeline:
             inputs["embed"] = c.embed.model_dump()
         if stage == "explore":
             inputs["explore"] = c.explore.model_dump()
-            inputs["clusters_per_label"] = stages.clusters_per_label(self)
+            if c.task == "classification":
+                inputs["clusters_per_label"] = stages.clusters_per_label(self)
         if stage in ("describe", "generate", "report"):
             inputs["generate"] = c.generate.model_dump()
             inputs["llm"] = c.llm.model_dump()
@@ -175,7 +184,7 @@ class Pipeline:
                 continue
             start = time.perf_counter()
             try:
-                info = stages.RUNNERS[stage](self) or {}
+                info = (self.task.runner(stage) or stages.RUNNERS[stage])(self) or {}
             except (OSError, sqlite3.OperationalError) as err:
                 if not _cannot_write(err):
                     raise

@@ -44,8 +44,12 @@ class Task(Protocol):
         """How prompts name the items and the groups."""
         ...
 
-    def check(self, config: RunConfig) -> CheckSettings:
+    def check(self, config: RunConfig) -> Any:
         """How a synthetic sample is checked against the real examples."""
+        ...
+
+    def runner(self, stage: str) -> Any:
+        """The task's own version of a stage, or None for the shared one."""
         ...
 
 
@@ -100,6 +104,9 @@ class ClassificationTask:
         g = config.generate
         return CheckSettings(g.label_check, g.label_check_threshold, g.label_check_quantile)
 
+    def runner(self, stage: str) -> None:
+        return None
+
     def _check_label_names(self, config: RunConfig, labels: list[str], source: str) -> None:
         """Every label, as the prompts name it, must fit on a prompt's tag line."""
         task = self.spec(config)
@@ -121,5 +128,9 @@ class ClassificationTask:
 
 
 def task_of(config: RunConfig) -> Any:
-    """The task a config describes (text classification is the one there is)."""
+    """The task a config describes: labelled texts, or queries for a corpus."""
+    if config.task == "retrieval":
+        from synalign.pipeline.retrieval import RetrievalTask
+
+        return RetrievalTask()
     return ClassificationTask()

@@ -1,0 +1,201 @@
+"""The retrieval task end to end with the real bundled model and embedder, tiny budgets,
+on a slice of the bundled bbc-headlines corpus; and the pieces it is made of."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from synalign.backends.llm.llamacpp import LlamaCppLLM
+from synalign.config import build_config
+from synalign.io import read_jsonl
+from synalign.lar.prompts.queries import (
+    QueryChatPrompts,
+    QueryCompletionPrompts,
+    QuerySpec,
+    measured_query_attributes,
+    parse_query_attributes,
+)
+from synalign.lar.query_check import LikelihoodCheck, RoundTripCheck, gold_ranks
+from synalign.lar.query_generator import copies
+from synalign.pipeline.runner import Pipeline
+
+SYNALIGN = str(Path(sys.executable).parent / "synalign")
+
+
+@pytest.fixture(scope="module")
+def slice_files(tmp_path_factory) -> dict[str, Path]:
+    """60 real BBC documents as a corpus file, 24 of their headlines as training pairs
+    and 8 as test pairs."""
+    from synalign.io.retrieval import load_retrieval_dataset
+
+    ds = load_retrieval_dataset("bbc-headlines")
+    pairs = list(ds.train)[:32]
+    ids = {p.label for p in pairs}
+    index = ds.corpus.index()
+    others = [i for i in ds.corpus.ids if i not in ids][:28]
+    root = tmp_path_factory.mktemp("slice")
+    files = {
+        "corpus": root / "corpus.jsonl",
+        "train": root / "train.jsonl",
+        "test": root / "test.jsonl",
+    }
+    with files["corpus"].open("w") as f:
+        for doc_id in [p.label for p in pairs] + others:
+            f.write(json.dumps({"doc": doc_id, "body": ds.corpus.texts[index[doc_id]]}) + "\n")
+    with files["train"].open("w") as f:
+        for p in pairs[:24]:
+            f.write(json.dumps({"headline": p.text, "article": p.label}) + "\n")
+    with files["test"].open("w") as f:
+        for p in pairs[24:]:
+            f.write(json.dumps({"headline": p.text, "article": p.label}) + "\n")
+    return files
+
+
+def _config(tmp_path: Path, files: dict[str, Path], **retrieval: object):
+    return build_config(
+        {
+            "name": "rt",
+            "runs_dir": str(tmp_path),
+            "seed": 3,
+            "task": "retrieval",
+            "data": {"path": str(files["train"]), "shots": 8},
+            "explore": {"cluster_size": 2},
+            "generate": {"samples_per_cluster": 3},
+            "retrieval": {
+                "corpus": str(files["corpus"]),
+                "id_column": "doc",
+                "document_column": "body",
+                "query_column": "headline",
+                "doc_id_column": "article",
+                "query_name": "headline",
+                "document_name": "article",
+                "queries": 6,
+                **retrieval,
+            },
+        }
+    )
+
+
+def test_pipeline_end_to_end_then_skip(tmp_path, slice_files, gemma: LlamaCppLLM) -> None:
+    config = _config(tmp_path, slice_files, check="both")
+    summary = Pipeline(config, llm=gemma).run()
+    run = config.run_dir
+    demos = read_jsonl(run / "demos.jsonl")
+    targets = [t for d in demos for t in d["targets"]]
+    real = read_jsonl(run / "real.jsonl")
+    assert len(real) == 8 and all(r["document"] for r in real)
+    assert len(targets) == 6 and len(set(targets)) == 6
+    assert not set(targets) & {r["label"] for r in real}  # real pairs' documents get none
+    synthetic = read_jsonl(run / "synthetic.jsonl")
+    rejected = read_jsonl(run / "rejected.jsonl")
+    assert len(synthetic) + len(rejected) == 6
+    for row in synthetic:
+        assert row["doc_id"] in targets and row["document"] and row["text"]
+        assert {"roundtrip_rank", "likelihood", "demo_ids", "attributes", "model", "seed"} <= set(
+            row
+        )
+    state = json.loads((run / "state.json").read_text())
+    check = state["stages"]["generate"]["query_check"]
+    assert check["method"] == "both" and check["roundtrip_k"] >= 1
+    for row in rejected:
+        if row["reason"] == "not_specific":
+            assert row["roundtrip_rank"] > check["roundtrip_k"] or (
+                row["likelihood"] < check["likelihood_threshold"]
+            )
+    weights = np.load(run / "weights.npy")
+    assert len(weights) == len(synthetic) and np.isclose(weights.sum(), 1.0)
+    assert summary.metrics["aligned"] == len(synthetic)
+    again = Pipeline(config, llm=gemma).run()
+    assert again.skipped == ["ingest", "explore", "describe", "generate", "align", "report"]
+
+    out = tmp_path / "pairs.jsonl"
+    done = subprocess.run(
+        [SYNALIGN, "export", str(run), str(out), "--which", "synthetic", "--pairs"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = read_jsonl(out)
+    assert [list(r) for r in rows] == [["anchor", "positive", "weight"]] * len(synthetic)
+    assert rows[0]["anchor"] == synthetic[0]["text"]
+    assert rows[0]["positive"] == synthetic[0]["document"]
+
+
+def test_pair_with_unknown_document_is_one_line_error(tmp_path, slice_files) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"headline": "A headline here", "article": "nope/999"}) + "\n")
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'task = "retrieval"\n[data]\npath = "{bad}"\n[retrieval]\ncorpus = '
+        f'"{slice_files["corpus"]}"\nid_column = "doc"\ndocument_column = "body"\n'
+        'query_column = "headline"\ndoc_id_column = "article"\n'
+    )
+    done = subprocess.run(
+        [SYNALIGN, "run", str(config), "--runs-dir", str(tmp_path)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode != 0
+    lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "nope/999" in lines[0] and "bad.jsonl" in lines[0], done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_completion_prompt_shows_pairs_then_the_target() -> None:
+    spec = QuerySpec("headline", "article", document_words=5)
+    pairs = [("one two three four five six seven", "First headline")]
+    prompt = QueryCompletionPrompts().query(spec, pairs, {"form": "short"}, "alpha beta gamma")
+    text = prompt.text or ""
+    assert text.endswith("Article: alpha beta gamma\nHeadline:")
+    assert "Article: one two three four five ...\nHeadline: First headline" in text
+    assert "form: short" in text.split("\n")[0]
+    parsed = QueryCompletionPrompts().parse_query(' "Bank raises rates"\nArticle: x', "stop")
+    assert parsed.text == "Bank raises rates" and not parsed.truncated
+    assert QueryChatPrompts().parse_query("Headline: Bank raises rates").text == "Bank raises rates"
+
+
+def test_attributes_parse_and_measure() -> None:
+    attrs = parse_query_attributes(" short title; specificity: names one firm; wording: new; x: y")
+    assert attrs == {"form": "short title", "specificity": "names one firm", "wording": "new"}
+    measured = measured_query_attributes([("the bank raised rates today", "bank raises rates")])
+    assert measured["length"] == "about 3 words"
+    assert measured["reuse"].startswith("about 67%")
+    assert copies("the bank raised rates today again", "so the bank raised rates today again.")
+    assert not copies("bank raises rates", "the bank raised rates")
+
+
+def test_gold_ranks_are_pessimistic_and_roundtrip_k_follows_real_ranks() -> None:
+    D = np.eye(4, dtype=np.float32)
+    Q = np.asarray([[1, 0, 0, 0], [0.5, 0.5, 0, 0], [0, 0.2, 0.9, 0]], dtype=np.float32)
+    assert gold_ranks(Q, D, [0, 1, 1]).tolist() == [1, 2, 2]  # a tie ranks the gold second
+    check = RoundTripCheck(quantile=0.5).fit(Q, [0, 1, 1], D)
+    assert check.k_ == 2
+    assert check.keep(np.asarray([1, 2, 3])).tolist() == [True, True, False]
+    assert RoundTripCheck(k=1).fit(Q, [0, 1, 1], D).k_ == 1
+
+
+class _Scorer:
+    """Scores a query by its word overlap with the document (a stand-in is enough to test
+    the threshold logic; the real model is used end to end above)."""
+
+    scores_continuations = True
+
+    def continuation_logprobs(
+        self, prefix: str, query: str, continuations: list[str]
+    ) -> list[float]:
+        doc = set(query.lower().split())
+        words = continuations[0].lower().split()
+        return [float(sum(w in doc for w in words) - len(words))]
+
+
+def test_likelihood_check_threshold_from_real_pairs_or_share() -> None:
+    real = [("a b c d", "a b"), ("a b c d", "a x"), ("a b c d", "x y")]
+    check = LikelihoodCheck(_Scorer(), quantile=0.5).fit(real)
+    scores = check.score([("a b c", "a b"), ("a b c", "y z")])
+    assert check.keep(scores).tolist() == [True, False]
+    share = LikelihoodCheck(_Scorer(), keep_share=0.5)
+    assert share.keep(np.asarray([0.1, -2.0, 0.5, -1.0])).tolist() == [True, False, True, False]
