@@ -53,6 +53,8 @@ def test_version_and_datasets_list() -> None:
     listed = {d["name"]: d["labels"] for d in json.loads(proc.stdout)}
     assert listed["rotten-tomatoes"] == ["fresh", "rotten"]
     assert len(listed["bbc-news"]) == 5
+    tasks = {d["name"]: d["task"] for d in json.loads(proc.stdout)}
+    assert tasks["bbc-headlines"] == "retrieval" and tasks["bbc-news"] == "classification"
 
 
 def test_missing_input_file(tmp_path: Path) -> None:

@@ -215,6 +215,14 @@ def export(
             "from the extension if unset.",
         ),
     ] = None,
+    pairs: Annotated[
+        bool,
+        typer.Option(
+            "--pairs",
+            help="Retrieval runs: only the (anchor, positive) columns (and weight with "
+            "--which synthetic), as sentence-transformers training takes them.",
+        ),
+    ] = False,
 ) -> None:
     """Write a run's synthetic data as JSONL, CSV, Parquet or a Hugging Face dataset."""
     from synalign.io import write_records
@@ -222,7 +230,7 @@ def export(
 
     if which not in EXPORTABLE:
         raise SynAlignError(f"--which {which!r}: choose 'aligned' or 'synthetic'")
-    rows = RunDirectory(run_dir).export_rows(which)
+    rows = RunDirectory(run_dir).export_rows(which, pairs=pairs)
     write_records(output, rows, fmt=fmt)
     out.print(f"wrote {len(rows)} rows to {output}")
 
@@ -232,21 +240,31 @@ def datasets_list(
 ) -> None:
     """List the bundled real corpora and their labels."""
     from synalign.io.corpora import list_datasets
+    from synalign.io.retrieval import retrieval_dataset_description, retrieval_dataset_names
 
-    infos = list_datasets()
+    rows = [
+        {
+            "name": i.name,
+            "task": "classification",
+            "labels": list(i.labels),
+            "description": i.description,
+        }
+        for i in list_datasets()
+    ] + [
+        {
+            "name": n,
+            "task": "retrieval",
+            "labels": [],
+            "description": retrieval_dataset_description(n),
+        }
+        for n in retrieval_dataset_names()
+    ]
     if as_json:
-        out.print_json(
-            json.dumps(
-                [
-                    {"name": i.name, "labels": list(i.labels), "description": i.description}
-                    for i in infos
-                ]
-            )
-        )
+        out.print_json(json.dumps(rows))
         return
     table = Table(title="bundled datasets", header_style="bold")
-    for col in ("name", "labels", "description"):
+    for col in ("name", "task", "labels", "description"):
         table.add_column(col, overflow="fold")
-    for i in infos:
-        table.add_row(i.name, ", ".join(i.labels), i.description)
+    for r in rows:
+        table.add_row(r["name"], r["task"], ", ".join(r["labels"]) or "-", r["description"])
     out.print(table)
