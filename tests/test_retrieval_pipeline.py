@@ -199,3 +199,38 @@ def test_likelihood_check_threshold_from_real_pairs_or_share() -> None:
     assert check.keep(scores).tolist() == [True, False]
     share = LikelihoodCheck(_Scorer(), keep_share=0.5)
     assert share.keep(np.asarray([0.1, -2.0, 0.5, -1.0])).tolist() == [True, False, True, False]
+
+
+def test_evaluate_retrieval_end_to_end_then_resume(tmp_path, slice_files) -> None:
+    """`synalign evaluate --task retrieval` on user files, as a user types it: every row is
+    scored, metrics.json names rows and metrics, and a second run repeats no LLM call."""
+    cmd = [
+        SYNALIGN, "evaluate", "--task", "retrieval",
+        "--corpus", str(slice_files["corpus"]), "--id-column", "doc", "--text-column", "body",
+        "--train", str(slice_files["train"]), "--test", str(slice_files["test"]),
+        "--query-column", "headline", "--doc-id-column", "article",
+        "--shots", "8", "--seeds", "1", "--queries", "4",
+        "--methods", "zero-shot,bm25,naive,synalign,likelihood-check",
+        "--runs-dir", str(tmp_path), "--name", "ev",
+    ]  # fmt: skip
+    first = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert first.returncode == 0, first.stderr[-2000:]
+    metrics = json.loads((tmp_path / "ev" / "report" / "metrics.json").read_text())
+    rows = metrics["methods"]
+    assert list(rows) == ["zero-shot", "bm25", "real", "naive", "synalign", "likelihood-check"]
+    for row in rows.values():
+        for metric in ("mrr@10", "ndcg@10", "recall@1", "recall@10"):
+            stat = row[metric]
+            assert set(stat) >= {"mean", "sd", "per_seed"} and 0.0 <= stat["mean"] <= 1.0
+        assert row["recall@1"]["mean"] <= row["recall@10"]["mean"]
+    assert rows["naive"]["kept"]["mean"] >= 1
+    assert "mrr@10" in metrics["paired"]["real"]["synalign"]
+    seed = json.loads((tmp_path / "ev" / "results" / "seed-0.json").read_text())
+    assert seed["methods"]["likelihood-check"]["check"]["method"] == "likelihood"
+    html = (tmp_path / "ev" / "report" / "report.html").read_text()
+    assert "Paired difference to" in html and "data:image/png;base64," in html
+    second = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "LLM calls made: 0" in second.stdout
+    again = json.loads((tmp_path / "ev" / "report" / "metrics.json").read_text())
+    assert again["methods"] == metrics["methods"]

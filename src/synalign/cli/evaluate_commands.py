@@ -27,6 +27,13 @@ from synalign.errors import SynAlignError
 
 
 def evaluate(
+    task: Annotated[
+        str,
+        typer.Option(
+            help="'classification' (labelled texts) or 'retrieval' (queries for a corpus: "
+            "--dataset bbc-headlines, or --corpus with --train and --test pair files).",
+        ),
+    ] = "classification",
     dataset: Annotated[
         str | None,
         typer.Option(
@@ -43,6 +50,20 @@ def evaluate(
         ),
     ] = None,
     test: Annotated[Path | None, typer.Option(help="Your labelled test file.")] = None,
+    corpus: Annotated[
+        Path | None,
+        typer.Option(help="Retrieval: the corpus file (columns --id-column, --text-column)."),
+    ] = None,
+    id_column: Annotated[str, typer.Option(help="Retrieval: corpus column of ids.")] = "id",
+    query_column: Annotated[
+        str, typer.Option(help="Retrieval: pairs column holding the query.")
+    ] = "query",
+    doc_id_column: Annotated[
+        str, typer.Option(help="Retrieval: pairs column holding the document id.")
+    ] = "doc_id",
+    queries: Annotated[
+        int, typer.Option(help="Retrieval: synthetic queries per generated set.")
+    ] = 160,
     text_column: Annotated[
         str, typer.Option(help=keyed("Column holding the text.", "data.text_column"))
     ] = "text",
@@ -50,8 +71,15 @@ def evaluate(
         str, typer.Option(help=keyed("Column holding the label.", "data.label_column"))
     ] = "label",
     shots: Annotated[
-        int, typer.Option(help=keyed("Real examples per label, drawn per seed.", "data.shots"))
-    ] = 16,
+        int | None,
+        typer.Option(
+            help=keyed(
+                "Real examples per label (default 16), or real pairs for --task retrieval "
+                "(default 32), drawn per seed.",
+                "data.shots",
+            )
+        ),
+    ] = None,
     seeds: Annotated[
         str,
         typer.Option(
@@ -138,6 +166,23 @@ def evaluate(
     from synalign.report.curve import curve_lines
 
     quiet_libraries()
+    for flag, path in (("--train", train), ("--test", test), ("--corpus", corpus)):
+        if path is not None and not path.exists():
+            raise SynAlignError(f"{flag} {path}: file not found; check the path")
+    if task == "retrieval":
+        from synalign.cli.retrieval_commands import evaluate_retrieval
+
+        evaluate_retrieval(
+            name=name or "retrieval", runs_dir=runs_dir or "runs", dataset=dataset,
+            corpus=corpus, train=train, test=test, id_column=id_column,
+            document_column=text_column, query_column=query_column,
+            doc_id_column=doc_id_column, shots=shots or 32, seeds=seeds, queries=queries,
+            methods=methods, validation=validation,
+            overrides=[*(set_ or []), *executor_overrides(executor, ray_address)],
+        )  # fmt: skip
+        return
+    if task != "classification":
+        raise SynAlignError(f"--task {task!r}: choose 'classification' or 'retrieval'")
     if train is not None and not train.exists():
         raise SynAlignError(f"--train {train}: file not found")
     if test is not None and not test.exists():
@@ -151,7 +196,7 @@ def evaluate(
             "test_path": None if test is None else str(test),
             "text_column": text_column,
             "label_column": label_column,
-            "shots": shots,
+            "shots": shots or 16,
             "seeds": parse_seeds(seeds),
             "samples_per_label": samples_per_label,
             "methods": parse_methods(methods, judge),
@@ -184,8 +229,15 @@ def report(
 ) -> None:
     """Rebuild an evaluation's report (metrics.json, report.md, report.html, plots) from
     its saved per-seed results, without generating or training anything."""
+    from synalign.evaluation.folder import EvaluationFolder
     from synalign.report import build_report
 
     quiet_libraries()
+    if EvaluationFolder(eval_dir).read_info().get("task") == "retrieval":
+        from synalign.evaluation.retrieval_report import report_of
+
+        report_of(eval_dir)
+        out.print(f"report: {eval_dir / 'report' / 'report.html'}")
+        return
     folder = build_report(eval_dir)
     out.print(f"report: {folder / 'report.html'}")

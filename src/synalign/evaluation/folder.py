@@ -2,6 +2,7 @@
 
 evaluation.json            settings, resolved pipeline config, package versions
 validation-pool.jsonl      the training pool when held-out texts come from it
+corpus-without-test.jsonl  retrieval: the corpus its pipeline runs see (from files)
 seed-S/VARIANT/            a pipeline run directory (stages up to generate)
 results/seed-S.json        every metric of seed S
 results/seed-S.npz         embeddings and weights the plots need
@@ -47,6 +48,12 @@ class EvaluationFolder:
         return self.root / "report"
 
     @property
+    def corpus_without_test(self) -> Path:
+        """A retrieval evaluation's corpus minus the documents only test queries point to:
+        what its pipeline runs write queries for."""
+        return self.root / "corpus-without-test.jsonl"
+
+    @property
     def validation_pool(self) -> Path:
         return self.root / "validation-pool.jsonl"
 
@@ -72,6 +79,13 @@ class EvaluationFolder:
 
         atomic_write_text(self.results_dir / f"seed-{seed}.json", json.dumps(result, indent=2))
         self._save_npz(self.results_dir / f"seed-{seed}.npz", arrays)
+
+    def write_seed_result(self, seed: int, result: dict[str, Any]) -> None:
+        """A seed's metrics alone (a retrieval evaluation keeps no arrays)."""
+        from synalign.io import atomic_write_text
+
+        self.results_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.results_dir / f"seed-{seed}.json", json.dumps(result, indent=2))
 
     def write_test_sample(self, X: np.ndarray, y: Sequence[str]) -> None:
         self._save_npz(
