@@ -14,6 +14,7 @@ pairs instead of the test split: for choosing settings.
     python benchmarks/retrieval.py                 # the full grid (test split)
     python benchmarks/retrieval.py --validation    # the same grid on held-out train pairs
     python benchmarks/retrieval.py --seeds 1 --queries 32 --tag retrieval-quick
+    python benchmarks/retrieval.py --report-only   # tables of what has finished so far
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ def main() -> None:
     ap.add_argument("--validation", action="store_true")
     ap.add_argument("--runs-dir", default=str(ROOT / "runs"))
     ap.add_argument("--tag", default=None)
+    ap.add_argument(
+        "--report-only",
+        action="store_true",
+        help="run nothing: rebuild the report of the rows and seeds finished so far",
+    )
     args = ap.parse_args()
     tag = args.tag or ("retrieval-validation" if args.validation else "retrieval")
     synalign = str(Path(sys.executable).parent / "synalign")
@@ -51,9 +57,13 @@ def main() -> None:
     ]  # fmt: skip
     if args.validation:
         cmd.append("--validation")
-    print("$", shlex.join(cmd), flush=True)
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, env={**os.environ, "COLUMNS": "160"})
+    if args.report_only:
+        report_cmd = [synalign, "report", str(Path(args.runs_dir) / f"bench-{tag}")]
+        subprocess.run(report_cmd, check=True)
+    else:
+        print("$", shlex.join(cmd), flush=True)
+        subprocess.run(cmd, check=True, env={**os.environ, "COLUMNS": "160"})
     seconds = time.perf_counter() - start
     report = Path(args.runs_dir) / f"bench-{tag}" / "report"
     metrics = json.loads((report / "metrics.json").read_text("utf-8"))
@@ -65,7 +75,16 @@ def main() -> None:
         f" ({platform.machine()}, Python {platform.python_version()}); finished parts of an"
         " earlier invocation are reused, so a resumed run's time is only its own part.\n\n"
     )
+    if args.report_only:
+        head += (
+            "Rebuilt from the rows and seeds finished so far (`--report-only`): each row is"
+            " summarised over the seeds it has (column `seeds`).\n\n"
+        )
     body = (report / "report.md").read_text("utf-8").split("\n", 1)[1]
+    png = report / "query-lengths.png"
+    if png.is_file():
+        (RESULTS / f"{tag}-query-lengths.png").write_bytes(png.read_bytes())
+        body = body.replace("](query-lengths.png)", f"]({tag}-query-lengths.png)")
     (RESULTS / f"{tag}.md").write_text(head + body, encoding="utf-8")
     (RESULTS / f"{tag}.json").write_text(
         json.dumps({"command": shown, "seconds": round(seconds, 1), **metrics}, indent=2) + "\n",

@@ -163,14 +163,14 @@ def _answer(summary: dict[str, Any]) -> str:
         if p is None:
             continue
         if p.get("ci_low") is None:
-            verdict = "differs from"
+            verdict = "one seed, no interval"
         elif p["ci_low"] > 0:
-            verdict = "beat"
+            verdict = "`synalign` beat it"
         elif p["ci_high"] < 0:
-            verdict = "lost to"
+            verdict = "`synalign` lost to it"
         else:
-            verdict = "did not separate from"
-        parts.append(f"`synalign` {verdict} `{baseline}` on MRR@10 by {_interval(p)}.")
+            verdict = "the interval includes 0: not separated"
+        parts.append(f"`synalign` vs `{baseline}` on MRR@10: {_interval(p)} ({verdict}).")
     return " ".join(parts) or "No `synalign` row to compare."
 
 
