@@ -255,17 +255,9 @@ def _generator(p: Pipeline) -> QueryGenerator:
 
 
 def describe(p: Pipeline) -> dict[str, Any]:
-    clusters = _clusters(p)
-    gen = _generator(p)
-    p.llm.reset_usage()
-    with p.reporter.task("attributes", total=len(clusters)) as advance:
-        rows = gen.describe(clusters, progress=llm_progress(p.llm, advance))
-    p.run_dir.write_attributes(rows)
-    return {
-        "parsed": sum(r["parsed"] for r in rows),
-        "clusters": len(rows),
-        **stage_usage(p.config, p.llm),
-    }
+    from synalign.pipeline.stages import describe_with
+
+    return describe_with(p, _generator(p), _clusters(p))
 
 
 def generate(p: Pipeline) -> dict[str, Any]:

@@ -118,8 +118,12 @@ def _clusters(p: Pipeline) -> list[Cluster]:
 
 
 def describe(p: Pipeline) -> dict[str, Any]:
-    clusters = _clusters(p)
     gen = build_generator(p.config, p.llm, p.family, p.spec, p.run_dir.real())
+    return describe_with(p, gen, _clusters(p))
+
+
+def describe_with(p: Pipeline, gen: Any, clusters: list[Any]) -> dict[str, Any]:
+    """The attribute step with a task's generator and clusters, written to the run."""
     p.llm.reset_usage()
     with p.reporter.task("attributes", total=len(clusters)) as advance:
         rows = gen.describe(clusters, progress=llm_progress(p.llm, advance))
