@@ -4,6 +4,10 @@
     result = SynAlign(samples_per_label=50, shots=16).generate(df)
     result.to_pandas()
 
+    # queries for a retriever: (query, doc_id) pairs and the corpus (id, text)
+    result = SynAlign(task="retrieval", shots=32, queries=200).generate(pairs, corpus=docs)
+    result.to_pairs()  # anchor, positive, weight: what sentence-transformers trains on
+
 The estimator runs the same pipeline as `synalign run`; with `run_dir` the run is
 resumable exactly like the command line's, without it the files live in a temporary
 folder that is gone when `generate` returns.
@@ -54,6 +58,13 @@ class SynAlignResult:
             raise ValueError(f"which={which!r}: choose 'samples' or 'aligned'")
         return [{**r, "weight": float(w)} for r, w in zip(self.samples, self.weights, strict=True)]
 
+    def to_pairs(self, which: str = "samples") -> list[dict[str, Any]]:
+        """A retrieval run's queries as (anchor, positive) pairs, with `weight` for
+        `samples`: the columns sentence-transformers' trainers take."""
+        from synalign.pipeline.run_dir import pair_rows
+
+        return pair_rows(self.to_records(which), which == "samples", "this result")
+
     def to_pandas(self, which: str = "samples") -> Any:
         import pandas as pd
 
@@ -97,6 +108,9 @@ class SynAlign(BaseEstimator):
     `prompts`: a prompt family object (the prompt and parse methods of
     `synalign.lar.prompts.PromptFamily`) to use instead of the built-in ones.
     `settings`: further config keys, e.g. {"generate": {"attributes": False}}.
+    `task`: "classification" (labelled texts) or "retrieval" (queries for the documents
+    of a corpus given to `generate`; real data are (query, doc_id) pairs, columns as in
+    the `retrieval` config section; `queries` documents get one query each).
     """
 
     def __init__(
@@ -114,6 +128,8 @@ class SynAlign(BaseEstimator):
         prompts: PromptFamily | None = None,
         settings: dict[str, Any] | None = None,
         reporter: Reporter | None = None,
+        task: str = "classification",
+        queries: int | None = None,
     ) -> None:
         self.llm = llm
         self.model = model
@@ -128,6 +144,8 @@ class SynAlign(BaseEstimator):
         self.prompts = prompts
         self.settings = settings
         self.reporter = reporter
+        self.task = task
+        self.queries = queries
 
     def _llm_settings(self) -> dict[str, Any]:
         if self.llm is None or (isinstance(self.llm, str) and self.llm == BUNDLED):
@@ -160,7 +178,11 @@ class SynAlign(BaseEstimator):
             data["data"]["label_descriptions"] = dict(self.label_descriptions)
         data.setdefault("llm", {}).update(self._llm_settings())
         data.setdefault("generate", {})["samples_per_label"] = self.samples_per_label
-        data.update({"seed": self.seed, "name": root.name, "runs_dir": str(root.parent)})
+        if self.task == "retrieval" and self.queries:
+            data.setdefault("retrieval", {})["queries"] = self.queries
+        data.update(
+            {"seed": self.seed, "name": root.name, "runs_dir": str(root.parent), "task": self.task}
+        )
         return build_config(data, source="SynAlign settings")
 
     def fit(self, X: Any, y: Any = None) -> SynAlign:
@@ -168,26 +190,70 @@ class SynAlign(BaseEstimator):
         self.result_ = self.generate(X)
         return self
 
-    def generate(self, data: Any) -> SynAlignResult:
-        """Run exploration, attribute reasoning and alignment on real labelled data."""
-        from synalign.io import records_from_rows
-
-        records = records_from_rows(
-            _rows_of(data), "real data", self.text_column, self.label_column, dedupe=True
-        )
+    def generate(self, data: Any, corpus: Any = None) -> SynAlignResult:
+        """Run exploration, attribute reasoning and alignment on real labelled data (for
+        `task="retrieval"`: on real pairs, writing queries for `corpus`'s documents)."""
+        if self.task not in ("classification", "retrieval"):
+            raise ConfigError(f"task={self.task!r}: choose 'classification' or 'retrieval'")
+        if corpus is not None and self.task != "retrieval":
+            raise ConfigError("corpus= is for task='retrieval'; a classifier's data has none")
         if self.run_dir is not None:
-            return self._run(records.records, Path(self.run_dir), records.warnings)
+            return self._generate(data, corpus, Path(self.run_dir))
         with tempfile.TemporaryDirectory(prefix="synalign-") as tmp:
-            result = self._run(records.records, Path(tmp) / "run", records.warnings)
+            result = self._generate(data, corpus, Path(tmp) / "run")
             result.run_dir = None
             return result
 
-    def _run(self, records: list[Record], root: Path, warnings: list[str]) -> SynAlignResult:
+    def _generate(self, data: Any, corpus: Any, root: Path) -> SynAlignResult:
+        from synalign.io import records_from_rows
+
+        config = self.config(root)
+        if self.task == "classification":
+            records = records_from_rows(
+                _rows_of(data), "real data", self.text_column, self.label_column, dedupe=True
+            )
+            return self._run(config, records.records, records.warnings, root)
+        return self._run(config, *self._pairs(config, data, corpus), root)
+
+    def _pairs(self, config: RunConfig, data: Any, corpus: Any) -> tuple[list[Record], list[str]]:
+        """The real pairs, checked against the corpus; a corpus given in memory is written
+        into the run directory and the config points at it."""
+        from synalign.io import write_jsonl
+        from synalign.io.retrieval import corpus_from_rows, pairs_from_rows
+        from synalign.pipeline.retrieval import RetrievalTask
+        from synalign.pipeline.run_dir import RunDirectory
+
+        r = config.retrieval
+        if corpus is not None:
+            docs, warnings = corpus_from_rows(
+                _rows_of(corpus), "corpus", r.id_column, r.document_column
+            )
+            run = RunDirectory(config.run_dir)
+            run.create()
+            documents = zip(docs.ids, docs.texts, strict=True)
+            write_jsonl(run.corpus_file, ({"id": i, "text": t} for i, t in documents))
+            r.corpus, r.id_column, r.document_column = str(run.corpus_file), "id", "text"
+        elif r.corpus or config.data.dataset:
+            docs, warnings = RetrievalTask().corpus(config), []
+        else:
+            raise ConfigError(
+                "task='retrieval' needs the documents: generate(pairs, corpus=rows with "
+                f"{r.id_column!r} and {r.document_column!r}), or settings "
+                "{'retrieval': {'corpus': FILE}}"
+            )
+        pairs, more = pairs_from_rows(
+            _rows_of(data), "real pairs", docs, r.query_column, r.doc_id_column
+        )
+        return pairs, warnings + more
+
+    def _run(
+        self, config: RunConfig, records: list[Record], warnings: list[str], root: Path
+    ) -> SynAlignResult:
         from synalign.pipeline import Pipeline
 
         given = self.llm if isinstance(self.llm, LLM) else None
         pipe = Pipeline(
-            self.config(root),
+            config,
             reporter=self.reporter,
             llm=given,
             records=records,

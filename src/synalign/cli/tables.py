@@ -44,19 +44,24 @@ def summary_table(metrics: dict[str, Any], wall: float) -> Table:
     table = Table(title="SynAlign run summary", show_header=True, header_style="bold")
     table.add_column("label")
     table.add_column("value", overflow="fold")
+    retrieval = (metrics.get("config") or {}).get("task") == "retrieval"
+    item = "queries" if retrieval else "samples"
     rows = [
-        ("real examples", metrics.get("real_records")),
-        ("labels", metrics.get("labels")),
+        ("real pairs" if retrieval else "real examples", metrics.get("real_records")),
+        ("documents of the real pairs" if retrieval else "labels", metrics.get("labels")),
         ("demonstration clusters", metrics.get("clusters")),
         ("attribute lines parsed", metrics.get("attributes_parsed")),
-        ("samples generated", metrics.get("generated")),
-        ("samples accepted", metrics.get("accepted")),
-        ("samples rejected", metrics.get("rejected")),
-        ("accepted per label", metrics.get("synthetic_per_label")),
+        (f"{item} generated", metrics.get("generated")),
+        (f"{item} accepted", metrics.get("accepted")),
+        (f"{item} rejected", metrics.get("rejected")),
+    ]
+    if not retrieval:
+        rows.append(("accepted per label", metrics.get("synthetic_per_label")))
+    rows += [
         ("MMD² before alignment", metrics.get("mmd2_before")),
         ("MMD² after alignment", metrics.get("mmd2_after")),
         ("effective sample size", metrics.get("ess")),
-        ("aligned samples written", metrics.get("aligned")),
+        (f"aligned {item} written", metrics.get("aligned")),
         ("LLM calls (attributes, samples)", llm_calls(metrics)),
         ("LLM cost", format_cell(metrics.get("llm_cost")) if _priced(metrics) else "not priced"),
         ("stage seconds", metrics.get("seconds")),

@@ -93,6 +93,20 @@ def run_lock(run_dir: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def pair_rows(rows: list[dict[str, Any]], weighted: bool, source: str) -> list[dict[str, Any]]:
+    """Query rows as sentence-transformers training pairs: `anchor` (the query) and
+    `positive` (its document), plus `weight` when `weighted`."""
+    if rows and "doc_id" not in rows[0]:
+        raise SynAlignError(f"{source} is not a retrieval run; pairs are (query, document)")
+    out = []
+    for r in rows:
+        row = {"anchor": r["text"], "positive": r["document"]}
+        if weighted:
+            row["weight"] = r["weight"]
+        out.append(row)
+    return out
+
+
 class RunDirectory:
     """Reads and writes one run's files; callers name what they want, never a path."""
 
@@ -109,6 +123,12 @@ class RunDirectory:
     @property
     def embedding_cache(self) -> Path:
         return self.root / "cache" / "embeddings.sqlite"
+
+    @property
+    def corpus_file(self) -> Path:
+        """The documents of a retrieval run whose corpus came from memory (the Python API):
+        kept beside the run so a resumed run reads, and fingerprints, the same corpus."""
+        return self.root / "corpus.jsonl"
 
     def create(self) -> None:
         try:
@@ -254,17 +274,16 @@ class RunDirectory:
                     f"{self.root} is not a retrieval run; --pairs exports (query, document) pairs"
                 )
             return rows
-        keep = (
-            ("anchor", "positive", "weight")
-            if pairs and which == "synthetic"
-            else ("anchor", "positive")
-        )
-        out = []
-        for r in rows:
-            row = {"anchor": r["text"], "positive": r["document"]}
-            row.update({k: v for k, v in r.items() if k not in ("text", "document")})
-            out.append({k: row[k] for k in keep} if pairs else row)
-        return out
+        if pairs:
+            return pair_rows(rows, which == "synthetic", str(self.root))
+        return [
+            {
+                "anchor": r["text"],
+                "positive": r["document"],
+                **{k: v for k, v in r.items() if k not in ("text", "document")},
+            }
+            for r in rows
+        ]
 
     def _export_rows(self, which: str) -> list[dict[str, Any]]:
         if which not in EXPORTABLE:
