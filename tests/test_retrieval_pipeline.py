@@ -4,6 +4,7 @@ on a slice of the bundled bbc-headlines corpus; and the pieces it is made of."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from browser import render
 from synalign.backends.llm.llamacpp import LlamaCppLLM
 from synalign.config import build_config
 from synalign.io import read_jsonl
@@ -84,7 +86,12 @@ def _config(tmp_path: Path, files: dict[str, Path], **retrieval: object):
 
 def test_pipeline_end_to_end_then_skip(tmp_path, slice_files, gemma: LlamaCppLLM) -> None:
     config = _config(tmp_path, slice_files, check="both")
-    summary = Pipeline(config, llm=gemma).run()
+    pipe = Pipeline(config, llm=gemma)
+    embedded: list[str] = []
+    embed = pipe.embed
+    pipe.embed = lambda texts, what: (embedded.append(what), embed(texts, what))[1]  # type: ignore[method-assign]
+    summary = pipe.run()
+    assert embedded.count("corpus documents") == 1  # explore and the check share one pass
     run = config.run_dir
     demos = read_jsonl(run / "demos.jsonl")
     targets = [t for d in demos for t in d["targets"]]
@@ -227,8 +234,18 @@ def test_evaluate_retrieval_end_to_end_then_resume(tmp_path, slice_files) -> Non
     assert "mrr@10" in metrics["paired"]["real"]["synalign"]
     seed = json.loads((tmp_path / "ev" / "results" / "seed-0.json").read_text())
     assert seed["methods"]["likelihood-check"]["check"]["method"] == "likelihood"
-    html = (tmp_path / "ev" / "report" / "report.html").read_text()
-    assert "Paired difference to" in html and "data:image/png;base64," in html
+    page = tmp_path / "ev" / "report" / "report.html"
+    shown = render(page, tmp_path)  # as a person's browser shows it, offline
+    assert shown.errors == ""
+    assert len(shown.images) == page.read_text().count("<img ") >= 1  # the query lengths
+    assert all(w > 300 and h > 200 for w, h in shown.images), shown.images
+    body = shown.dom[shown.dom.index("<body") :]
+    first = re.search(r"<p>(.*?)</p>", body, re.S)
+    assert first and "`synalign` vs `real` on MRR@10" in first.group(1).replace(
+        "<code>", "`"
+    ).replace("</code>", "`")
+    assert body.count("<table") >= 3 and "Paired difference to" in body
+    assert shown.screenshot.std() > 10  # drawn, not blank
     second = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert second.returncode == 0, second.stderr[-2000:]
     assert "LLM calls made: 0" in second.stdout

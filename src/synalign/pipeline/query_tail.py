@@ -97,7 +97,7 @@ def check_queries(
     corpus = p.task.corpus(p.config)
     index = corpus.index()
     real_rows = p.run_dir.real()
-    D = p.embed(list(corpus.texts), "corpus documents")
+    D = p.task.corpus_vectors(p)
     real = QuerySet(
         [x.text for x in real_rows],
         [x.meta["document"] for x in real_rows],

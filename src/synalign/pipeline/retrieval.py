@@ -40,6 +40,16 @@ class RetrievalTask:
 
     def __init__(self) -> None:
         self._corpus: tuple[Any, Corpus] | None = None
+        self._vectors: tuple[Corpus, np.ndarray] | None = None
+
+    def corpus_vectors(self, p: Pipeline) -> np.ndarray:
+        """The corpus embeddings, embedded (or read from the cache) once per run: explore
+        and the query check both need them, and at a million documents a second pass
+        over the cache costs as much as the first."""
+        corpus = self.corpus(p.config)
+        if self._vectors is None or self._vectors[0] is not corpus:
+            self._vectors = (corpus, p.embed(list(corpus.texts), "corpus documents"))
+        return self._vectors[1]
 
     def corpus(self, config: RunConfig) -> Corpus:
         """The documents queries are written for (a bundled corpus's training documents,
@@ -175,7 +185,7 @@ def explore(p: Pipeline) -> dict[str, Any]:
     real = p.run_dir.real()
     corpus = task.corpus(c)
     Xq = p.embed([r.text for r in real], "real queries")
-    D = p.embed(list(corpus.texts), "corpus documents")
+    D = task.corpus_vectors(p)
     seed = stable_seed(c.seed, QUERY_GROUP, "explore")
     selector: Any
     if c.explore.method == "gp":
