@@ -192,3 +192,27 @@ def test_fine_tune_is_deterministic_and_changes_the_model(
     assert np.abs(a - before).max() > 1e-4
     np.testing.assert_array_equal(before, encode(load_base(max_seq_length=64), probe))
     assert encode(first, []).shape == (0, 384)
+
+
+def test_a_kept_row_is_reused_only_with_the_settings_it_was_made_with() -> None:
+    """An interrupted evaluation resumes from its finished rows; a row made with other
+    fine-tuning settings, another check threshold or budget is computed again."""
+    from synalign.evaluation.retrieval_runner import RetrievalEvaluation
+    from synalign.evaluation.retrieval_settings import RetrievalEvalConfig
+
+    def keys(**kw: Any) -> dict[str, str]:
+        config = RetrievalEvalConfig(dataset="bbc-headlines", **kw)
+        evaluation = RetrievalEvaluation(config)
+        evaluation.settings = FineTuneSettings(**config.fine_tune)
+        return {n: evaluation._row_key(n, 0) for n in ("zero-shot", "real", "naive", "synalign")}
+
+    base = keys()
+    assert base == keys() and len(set(base.values())) == 4
+    stricter = keys(overrides=["retrieval.check_quantile=0.5"])
+    assert stricter["synalign"] != base["synalign"]
+    assert stricter["zero-shot"] == base["zero-shot"] and stricter["real"] == base["real"]
+    assert stricter["naive"] == base["naive"]  # no check, equal weights
+    longer = keys(fine_tune={"steps": 48})
+    assert longer["real"] != base["real"] and longer["synalign"] != base["synalign"]
+    assert longer["zero-shot"] == base["zero-shot"]
+    assert keys(queries=64)["synalign"] != base["synalign"]

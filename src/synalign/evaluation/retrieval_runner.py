@@ -149,7 +149,13 @@ class RetrievalEvaluation:
 
         c, folder = self.config, self.config.folder
         done: dict[str, Any] = folder.read_seed(seed) or {}
-        rows: dict[str, Any] = done.get("methods", {})
+        # A row kept from an earlier invocation is reused only if it was made with the same
+        # settings; changed settings or defaults compute it again.
+        rows: dict[str, Any] = {
+            name: row
+            for name, row in done.get("methods", {}).items()
+            if name not in c.methods or row.get("settings") == self._row_key(name, seed)
+        }
         generated: dict[str, dict[str, Any]] = {}
         for v in c.variants():
             # the evaluation's embedding cache serves every run: the corpus is embedded once
@@ -163,7 +169,10 @@ class RetrievalEvaluation:
                 continue
             m = retrieval_method(name)
             self.reporter.message(f"seed {seed} · {name}")
-            rows[name] = self._row(m, seed, shots, generated, checks)
+            rows[name] = {
+                **self._row(m, seed, shots, generated, checks),
+                "settings": self._row_key(name, seed),
+            }
             result = {
                 "seed": seed,
                 "shots": [p.id for p in shots],
@@ -179,6 +188,27 @@ class RetrievalEvaluation:
                 },
             }
             folder.write_seed_result(seed, result)
+
+    def _row_key(self, name: str, seed: int) -> str:
+        """What a row's result depends on: the fine-tuning settings if it trains, and the
+        resolved pipeline config of its generated set (check, weighting, budget) if it
+        uses one."""
+        from synalign.pipeline.run_dir import digest
+
+        m = retrieval_method(name)
+        inputs: dict[str, Any] = {"method": m.name, "shots": self.config.shots}
+        if m.trains:
+            inputs["fine_tune"] = self.settings.as_dict()
+        if m.variant is not None:
+            config = self.config.run_config(seed, m.variant, keep_check=True)
+            pipeline = config.model_dump(mode="json", exclude={"name", "runs_dir"})
+            if m.check == "none":  # the check's settings cannot change this row
+                for key in ("check", "roundtrip_k", "likelihood_keep", "check_quantile"):
+                    pipeline["retrieval"].pop(key)
+            if m.weighting == "uniform":
+                pipeline.pop("align")
+            inputs["pipeline"] = pipeline
+        return digest(inputs)
 
     def _shots(self, seed: int, generated: dict[str, dict[str, Any]]) -> list[Record]:
         """The seed's real pairs, as the pipeline drew them (one draw for every set)."""
