@@ -128,7 +128,7 @@ def _write(out: dict[str, Any]) -> None:
         "synthetic queries per set; the test split is not read).",
         "",
         "| setting | steps | lr | check | " + " | ".join(ROWS) + " | synalign − real | "
-        "synalign − naive | seconds |",
+        "synalign − naive | seconds (this invocation) |",
         "|---" * (len(ROWS) + 7) + "|",
     ]
     for tag, s in out["settings"].items():

@@ -208,7 +208,7 @@ def test_a_kept_row_is_reused_only_with_the_settings_it_was_made_with() -> None:
 
     base = keys()
     assert base == keys() and len(set(base.values())) == 4
-    stricter = keys(overrides=["retrieval.check_quantile=0.5"])
+    stricter = keys(overrides=["retrieval.check_quantile=0.3"])
     assert stricter["synalign"] != base["synalign"]
     assert stricter["zero-shot"] == base["zero-shot"] and stricter["real"] == base["real"]
     assert stricter["naive"] == base["naive"]  # no check, equal weights
