@@ -104,57 +104,60 @@ def main() -> None:
     print(f"wrote {RESULTS / (tag + '.md')}")
 
 
-def _estimate(eval_dir: Path, documents: int = 1_000_000) -> dict[str, Any]:
-    """Time and cost of one query for each of `documents` corpus documents, from what the
+def _estimate(eval_dir: Path) -> dict[str, Any]:
+    """Time and cost of one query for each of a million corpus documents, from what the
     synalign sets of this grid cost (attribute and query calls, tokens, seconds per call),
-    as bench_ray.py estimates a million classification samples."""
-    totals = {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "seconds": 0.0}
+    scaled by bench_ray.py's estimate (a target document in place of an accepted sample)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_ray import estimate
+
+    measured = {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "seconds": 0.0}
     targets = 0
     for state_file in sorted(eval_dir.glob("seed-*/gp-attr/state.json")):
         stages = json.loads(state_file.read_text("utf-8"))["stages"]
-        if "generate" not in stages:
-            continue
+        used = [stages.get(name, {}).get("llm") or {} for name in ("describe", "generate")]
+        if "generate" not in stages or any(u.get("cache_hits") for u in used):
+            continue  # not generated, or served from the cache: no cost to measure
         targets += int(stages["generate"]["generated"])
         for name in ("describe", "generate"):
             llm = stages[name].get("llm") or {}
             for key in ("calls", "prompt_tokens", "completion_tokens"):
-                totals[key] += int(llm.get(key, 0))
-            totals["seconds"] += float(stages[name].get("seconds", 0.0))
-    if not targets or not totals["calls"]:
+                measured[key] += int(llm.get(key, 0))
+            measured["seconds"] += float(stages[name].get("seconds", 0.0))
+    if not targets or not measured["calls"]:
         return {"text": ""}
-    scale = documents / targets
-    calls, prompt, completion = (
-        totals[k] * scale for k in ("calls", "prompt_tokens", "completion_tokens")
-    )
-    per_call = totals["seconds"] / totals["calls"]
-    price = prompt / 1e6 * 0.15 + completion / 1e6 * 0.6
-    hours = calls * per_call / 3600
+    # The driver's CPU per call is not measured here: the estimate is bound by the servers.
+    prices = {"input": 0.15, "output": 0.6, "server_hour": 0.1}
+    est = estimate({**measured, "accepted": targets, "driver_cpu_ray": 0.0}, 0.0, [64], prices)
+    per_call = est["server_seconds_per_call"]
+    server_hours = est["by_servers"][0]["server_hours"]
     text = (
-        f"\n## Estimate: queries for {documents:,} documents\n\n"
-        f"From the `synalign` sets of this grid ({targets} target documents over the seeds):"
-        f" {totals['calls'] / targets:.2f} calls per document (attribute calls included),"
-        f" {totals['prompt_tokens'] / totals['calls']:.0f} prompt and"
-        f" {totals['completion_tokens'] / totals['calls']:.1f} completion tokens per call,"
+        "\n## Estimate: queries for 1,000,000 documents\n\n"
+        f"From the `synalign` sets this grid generated afresh ({targets} target documents):"
+        f" {est['per_accepted_sample']['calls']:.2f} calls per document (attribute calls"
+        f" included), {measured['prompt_tokens'] / measured['calls']:.0f} prompt and"
+        f" {measured['completion_tokens'] / measured['calls']:.1f} completion tokens per call,"
         f" {per_call:.2f} s per call with the bundled model on this machine, as the grid"
         " measured it (stage seconds over calls; with anything else running, an upper"
         " bound).\n\n"
-        f"Totals: {calls:,.0f} calls, {prompt / 1e6:,.0f} M prompt tokens,"
-        f" {completion / 1e6:,.1f} M completion tokens; at API prices of $0.15/M input and"
-        f" $0.6/M output tokens: ${price:,.0f}. On servers like this one (bundled Gemma 3"
-        f" 270M, 2 cores): {hours:,.0f} server-hours, e.g. {hours / 64:,.1f} h on 64 servers"
-        " through the Ray executor (requests are independent; bench_ray.py measured its"
-        " overhead at a few percent). The query check keeps about"
-        " the share shown as `kept` above, so the kept queries per document are fewer.\n"
+        f"Totals: {est['calls']:,} calls, {est['prompt_tokens'] / 1e6:,.0f} M prompt tokens,"
+        f" {est['completion_tokens'] / 1e6:,.1f} M completion tokens; at API prices of"
+        f" $0.15/M input and $0.6/M output tokens: ${est['api_cost']:,.0f}. On servers like"
+        f" this one (bundled Gemma 3 270M, 2 cores): {server_hours:,.0f} server-hours, e.g."
+        f" {est['by_servers'][0]['hours']:,.1f} h on 64 servers through the Ray executor"
+        " (requests are independent; bench_ray.py measured its overhead at a few percent)."
+        " The query check keeps about the share shown as `kept` above, so the kept queries"
+        " per document are fewer.\n"
     )
     return {
         "text": text,
-        "documents": documents,
-        "calls": round(calls),
-        "prompt_tokens": round(prompt),
-        "completion_tokens": round(completion),
+        "documents": 1_000_000,
+        "calls": est["calls"],
+        "prompt_tokens": est["prompt_tokens"],
+        "completion_tokens": est["completion_tokens"],
         "seconds_per_call": round(per_call, 3),
-        "api_cost_usd": round(price, 2),
-        "server_hours": round(hours, 1),
+        "api_cost_usd": est["api_cost"],
+        "server_hours": server_hours,
     }
 
 
