@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -30,6 +30,9 @@ from synalign.errors import ConfigError
 from synalign.lar.prompts import PromptFamily
 from synalign.progress import Reporter
 from synalign.records import Record
+
+if TYPE_CHECKING:
+    from synalign.pipeline.retrieval import RetrievalTask
 
 BUNDLED = "bundled"
 
@@ -213,17 +216,24 @@ class SynAlign(BaseEstimator):
                 _rows_of(data), "real data", self.text_column, self.label_column, dedupe=True
             )
             return self._run(config, records.records, records.warnings, root)
-        return self._run(config, *self._pairs(config, data, corpus), root)
+        from synalign.pipeline.retrieval import RetrievalTask
 
-    def _pairs(self, config: RunConfig, data: Any, corpus: Any) -> tuple[list[Record], list[str]]:
-        """The real pairs, checked against the corpus; a corpus given in memory is written
-        into the run directory and the config points at it."""
+        task = RetrievalTask()
+        pairs, warnings = self._pairs(config, task, data, corpus)
+        return self._run(config, pairs, warnings, root, task)
+
+    def _pairs(
+        self, config: RunConfig, task: RetrievalTask, data: Any, corpus: Any
+    ) -> tuple[list[Record], list[str]]:
+        """The real pairs, checked against the corpus the task reads (once, for the whole
+        run); a corpus given in memory is written into the run directory and the config
+        points at it."""
         from synalign.io import write_jsonl
         from synalign.io.retrieval import corpus_from_rows, pairs_from_rows
-        from synalign.pipeline.retrieval import RetrievalTask
         from synalign.pipeline.run_dir import RunDirectory
 
         r = config.retrieval
+        warnings: list[str] = []
         if corpus is not None:
             docs, warnings = corpus_from_rows(
                 _rows_of(corpus), "corpus", r.id_column, r.document_column
@@ -233,21 +243,24 @@ class SynAlign(BaseEstimator):
             documents = zip(docs.ids, docs.texts, strict=True)
             write_jsonl(run.corpus_file, ({"id": i, "text": t} for i, t in documents))
             r.corpus, r.id_column, r.document_column = str(run.corpus_file), "id", "text"
-        elif r.corpus or config.data.dataset:
-            docs, warnings = RetrievalTask().corpus(config), []
-        else:
+        elif not (r.corpus or config.data.dataset):
             raise ConfigError(
                 "task='retrieval' needs the documents: generate(pairs, corpus=rows with "
                 f"{r.id_column!r} and {r.document_column!r}), or settings "
                 "{'retrieval': {'corpus': FILE}}"
             )
         pairs, more = pairs_from_rows(
-            _rows_of(data), "real pairs", docs, r.query_column, r.doc_id_column
+            _rows_of(data), "real pairs", task.corpus(config), r.query_column, r.doc_id_column
         )
         return pairs, warnings + more
 
     def _run(
-        self, config: RunConfig, records: list[Record], warnings: list[str], root: Path
+        self,
+        config: RunConfig,
+        records: list[Record],
+        warnings: list[str],
+        root: Path,
+        task: Any = None,
     ) -> SynAlignResult:
         from synalign.pipeline import Pipeline
 
@@ -257,6 +270,7 @@ class SynAlign(BaseEstimator):
             reporter=self.reporter,
             llm=given,
             records=records,
+            task=task,
             prompts=self.prompts,
         )
         for w in warnings:

@@ -96,8 +96,11 @@ def run_lock(run_dir: Path) -> Iterator[None]:
 def pair_rows(rows: list[dict[str, Any]], weighted: bool, source: str) -> list[dict[str, Any]]:
     """Query rows as sentence-transformers training pairs: `anchor` (the query) and
     `positive` (its document), plus `weight` when `weighted`."""
-    if rows and "doc_id" not in rows[0]:
-        raise SynAlignError(f"{source} is not a retrieval run; pairs are (query, document)")
+    if not rows or "doc_id" not in rows[0]:
+        raise SynAlignError(
+            f"{source} is not a retrieval run; --pairs (to_pairs() in Python) exports "
+            "(query, document) pairs"
+        )
     out = []
     for r in rows:
         row = {"anchor": r["text"], "positive": r["document"]}
@@ -268,14 +271,10 @@ class RunDirectory:
         document); `pairs` keeps only those two (and `weight` for `synthetic`), the columns
         sentence-transformers' trainers take."""
         rows = self._export_rows(which)
-        if not rows or "doc_id" not in rows[0]:
-            if pairs:
-                raise SynAlignError(
-                    f"{self.root} is not a retrieval run; --pairs exports (query, document) pairs"
-                )
-            return rows
         if pairs:
             return pair_rows(rows, which == "synthetic", str(self.root))
+        if not rows or "doc_id" not in rows[0]:
+            return rows
         return [
             {
                 "anchor": r["text"],
