@@ -139,6 +139,24 @@ def test_run_takes_runs_dir_and_name(tmp_path: Path) -> None:
     assert last.startswith(f"error: LLM endpoint {DOWN} still failing"), proc.stderr
 
 
+@pytest.mark.parametrize(
+    ("task", "needle"),
+    [("classification", "--shots 0: "), ("retrieval", "--shots 0: give a positive number")],
+)
+def test_zero_shots_is_refused_not_replaced_by_the_default(
+    task: str, needle: str, tmp_path: Path
+) -> None:
+    """`--shots 0` is a mistake to report, not a request for the default budget: one line,
+    and no evaluation starts."""
+    dataset = "bbc-headlines" if task == "retrieval" else "rotten-tomatoes"
+    args = ["--task", task, "--dataset", dataset, "--shots", "0", "--runs-dir", str(tmp_path)]
+    proc = typed("evaluate", *args)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], lines
+    assert not any(tmp_path.iterdir())
+
+
 def _lock() -> dict[str, str]:
     pins = {}
     for line in (ROOT / "constraints.txt").read_text().splitlines():

@@ -176,8 +176,8 @@ def evaluate(
             name=name or "retrieval", runs_dir=runs_dir or "runs", dataset=dataset,
             corpus=corpus, train=train, test=test, id_column=id_column,
             document_column=text_column, query_column=query_column,
-            doc_id_column=doc_id_column, shots=shots or 32, seeds=seeds, queries=queries,
-            methods=methods, validation=validation,
+            doc_id_column=doc_id_column, shots=32 if shots is None else shots, seeds=seeds,
+            queries=queries, methods=methods, validation=validation,
             overrides=[*(set_ or []), *executor_overrides(executor, ray_address)],
         )  # fmt: skip
         return
@@ -196,7 +196,7 @@ def evaluate(
             "test_path": None if test is None else str(test),
             "text_column": text_column,
             "label_column": label_column,
-            "shots": shots or 16,
+            "shots": 16 if shots is None else shots,
             "seeds": parse_seeds(seeds),
             "samples_per_label": samples_per_label,
             "methods": parse_methods(methods, judge),
