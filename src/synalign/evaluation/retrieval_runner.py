@@ -20,6 +20,7 @@ from synalign.backends.embed.embedders import CachedEmbedder, Embedder, Sentence
 from synalign.backends.llm.base import LLM
 from synalign.evaluation.retrieval_settings import (
     METRICS,
+    RETRIEVAL_METHOD_NAMES,
     RetrievalEvalConfig,
     RetrievalMethod,
     retrieval_method,
@@ -123,15 +124,26 @@ class RetrievalEvaluation:
             self.D0 = self._embed(list(self.corpus.texts))
             advance(len(self.corpus.ids))
         self.Q0 = self._embed([p.text for p in self.test])
+        # An invocation adds its rows and seeds to those of earlier ones (the benchmark runs
+        # the ablations over fewer seeds than the main rows): the report covers them all.
+        # Only when the rest of the settings agree: rows of other settings are not mixed in.
+        settings = {**c.__dict__, "seeds": list(c.seeds)}
+        earlier = folder.read_info() if folder.info_path.is_file() else {}
+        before = earlier.get("settings", {})
+        if _without(before, "seeds", "methods") != _without(settings, "seeds", "methods"):
+            earlier = {}
+        settings["seeds"] = sorted({*before.get("seeds", []), *c.seeds} if earlier else c.seeds)
+        names = {*earlier.get("methods", {}), *c.methods}
         folder.write_info(
             {
                 "task": "retrieval",
-                "settings": {**c.__dict__, "seeds": list(c.seeds)},
+                "settings": settings,
                 "pipeline_config": base.model_dump(mode="json"),
                 "fine_tune": self.settings.as_dict(),
                 "methods": {
                     n: {"name": n, "description": retrieval_method(n).description}
-                    for n in c.methods
+                    for n in RETRIEVAL_METHOD_NAMES
+                    if n in names
                 },
                 "corpus_documents": len(self.corpus.ids),
                 "train_pairs": len(self.train),
@@ -344,3 +356,10 @@ def _summary(per_query: dict[str, np.ndarray], start: float) -> dict[str, Any]:
     out: dict[str, Any] = {k: float(np.mean(per_query[k])) for k in METRICS}
     out["seconds"] = round(time.perf_counter() - start, 2)
     return out
+
+
+def _without(settings: dict[str, Any], *keys: str) -> dict[str, Any]:
+    """Settings as JSON would hold them (lists, not tuples), less `keys`."""
+    import json
+
+    return {k: v for k, v in json.loads(json.dumps(settings)).items() if k not in keys}
