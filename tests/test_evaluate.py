@@ -198,6 +198,85 @@ def test_paired_interval_covers_the_mean_and_shrinks_with_agreement() -> None:
     assert paired_stats([0.5])["ci_low"] is None
 
 
+def _answer_of(scores: dict[str, list[float]], task: str = "classification") -> list[str]:
+    """The report's opening sentences for hand-made per-seed macro-F1 (a shorter list is a
+    row that did not finish the later seeds)."""
+    from synalign.report.answer import ablation_contributions, answer_sentences
+    from synalign.report.stats import paired_to_baselines
+
+    n = max(len(v) for v in scores.values())
+    seeds = [
+        {"seed": i, "methods": {r: {"macro_f1": v[i]} for r, v in scores.items() if i < len(v)}}
+        for i in range(n)
+    ]
+    rows = list(scores)
+    summary = {
+        "task": task,
+        "methods": {r: {} for r in rows},
+        "paired": paired_to_baselines(seeds, rows, ("macro_f1",)),
+        "ablations": ablation_contributions(seeds, rows, ("macro_f1",)),
+    }
+    return answer_sentences(summary, "macro_f1", "macro-F1")
+
+
+def test_report_answer_says_beat_fell_below_or_not_separated() -> None:
+    real, naive, syn = [0.60, 0.62, 0.61], [0.70, 0.70, 0.71], [0.65, 0.66, 0.66]
+    # no-check costs more on average, but only the no-sda cost is separated from 0
+    ablations = {"no-esm": [0.66, 0.64, 0.67], "no-check": [0.50, 0.66, 0.66]}
+    vs_real, vs_naive, helped = _answer_of(
+        {"real": real, "naive": naive, "synalign": syn, **ablations, "no-sda": [0.61] * 3}
+    )
+    assert vs_real.startswith("`synalign` beat `real` on macro-F1 by 4.7 points (paired 95%")
+    assert vs_real.endswith("over 3 seeds).")
+    assert vs_naive.startswith("`synalign` fell below `naive` on macro-F1 by 4.7 points")
+    assert helped.startswith(
+        "Of the ablations run, SDA's MMD weighting helped most: removing it (`no-sda`) cost "
+        "`synalign` 4.7 points of macro-F1"
+    )
+    vs_real, vs_naive, helped = _answer_of(
+        {"real": real, "naive": [0.64, 0.66, 0.61], "synalign": syn, **ablations}
+    )
+    assert vs_naive.startswith("`synalign` was not separated from `naive` on macro-F1: +2.0")
+    assert helped.startswith(
+        "No ablation was separated from `synalign` on macro-F1 (ablations run: `no-esm`, "
+        "`no-check`); the largest difference was the label check: `synalign` minus `no-check`"
+    )
+    assert _answer_of({"real": real, "naive": naive, "synalign": syn})[2] == (
+        "No ablation rows were run, so this evaluation does not say which stage or check "
+        "helped most."
+    )
+
+
+def test_report_answer_without_an_interval_or_a_row() -> None:
+    vs_real, vs_naive, helped = _answer_of(
+        {"real": [0.6, 0.6], "synalign": [0.65], "no-lar": [0.62, 0.6]}
+    )
+    assert vs_real == (
+        "`synalign` was not separated from `real` on macro-F1: +5.0 points (on 1 seed, too "
+        "few for an interval)."
+    )
+    assert vs_naive == "`naive` was not run, so there is no `synalign` vs `naive` comparison."
+    assert "`synalign` minus `no-lar` = +3.0 points (on 1 seed, too few" in helped
+    assert _answer_of({"real": [0.6]})[:2] == [
+        "`synalign` was not run, so there is no `synalign` vs `real` comparison.",
+        "`synalign` and `naive` were not run, so there is no `synalign` vs `naive` comparison.",
+    ]
+    # A lone check is measured against `naive`; retrieval names its check differently.
+    *_, helped = _answer_of(
+        {
+            "naive": [0.20, 0.21, 0.22],
+            "synalign": [0.30, 0.30, 0.31],
+            "no-check": [0.30, 0.31, 0.30],
+            "roundtrip-check": [0.25, 0.27, 0.26],
+        },
+        task="retrieval",
+    )
+    assert helped.startswith(
+        "Of the ablations run, the round-trip check helped most: adding it alone to `naive` "
+        "(`roundtrip-check`) gained 5.0 points of macro-F1 (paired 95% interval"
+    )
+
+
 def test_budget_curve_cuts_one_generation(evaluated: dict) -> None:
     """naive and synalign at 2 and 4 candidates per label: both from one generation at 4
     per label, the 2-per-label point being exactly the method's own row (same rows, same
@@ -260,13 +339,19 @@ def test_report_is_self_contained_and_rebuilds(evaluated: dict) -> None:
     assert "http://" not in page and "https://" not in page
     md = (report / "report.md").read_text()
     assert "C = 1 for every method" in md and "scores.png" in md
+    # The answer opens the report, right after the title, as the summary words it.
+    from synalign.report.answer import answer_sentences
+
+    saved = json.loads((report / "metrics.json").read_text())
+    answer = " ".join(answer_sentences(saved, "macro_f1", "macro-F1"))
+    assert md.split("\n\n")[1] == answer and "`synalign` " in answer
+    assert "ablations run" in answer  # every row ran, the ablations too
     # each seed's calibrated threshold, the fixed one once
     assert "threshold used (per seed)" in md and "| `synalign` |" in md
     per_seed = [
         s["methods"]["synalign"]["label_check_threshold"] for s in evaluated["metrics"]["per_seed"]
     ]
     assert all(t is None or 0.0 < t <= 1.0 for t in per_seed)
-    saved = json.loads((report / "metrics.json").read_text())
     assert saved["versions"]["numpy"] == np.__version__
     assert saved["pipeline_config"]["llm"]["temperature"] == pytest.approx(0.9)
 
@@ -288,6 +373,10 @@ def test_report_renders_in_a_real_browser(evaluated: dict, tmp_path: Path) -> No
     assert len(shown.images) == page.read_text().count("<img ") >= 4
     assert all(w > 300 and h > 200 for w, h in shown.images), shown.images
     assert "<table" in shown.dom and "How much synthetic data to make" in shown.dom
+    body = shown.dom[shown.dom.index("<body") :]
+    first = re.search(r"<p>(.*?)</p>", body, re.S)
+    assert first and first.group(1).startswith("<code>synalign</code> ")
+    assert "<code>real</code> on macro-F1" in first.group(1) and "Data." not in first.group(1)
     assert shown.screenshot.shape == (2400, 1300) and shown.screenshot.std() > 10  # not blank
 
 

@@ -11,7 +11,8 @@ import numpy as np
 
 from synalign.evaluation.folder import EvaluationFolder
 from synalign.evaluation.retrieval_settings import METRICS
-from synalign.report.stats import _stats, paired_stats
+from synalign.report.answer import ablation_contributions, answer_sentences
+from synalign.report.stats import _stats, paired_to_baselines
 
 DISTANCES = ("mmd2_test", "length_w1", "length_kl", "kept")
 
@@ -27,32 +28,21 @@ def _seeds(folder: EvaluationFolder, info: dict[str, Any]) -> list[dict[str, Any
 
 def summarise_retrieval(info: dict[str, Any], seeds: list[dict[str, Any]]) -> dict[str, Any]:
     """Per row and metric: mean, sd and every seed's value; paired differences to `real`
-    and `naive` with 95% t intervals over the seeds both rows finished (an interrupted
-    evaluation reports each row over the seeds it has; `seeds` says which)."""
+    and `naive`, and between each ablation and its full row, with 95% t intervals over the
+    seeds both rows finished (an interrupted evaluation reports each row over the seeds it
+    has; `seeds` says which)."""
     order = [m for m in info["methods"] if any(m in s["methods"] for s in seeds)]
     methods: dict[str, Any] = {}
     for name in order:
         per_seed = [s["methods"][name] for s in seeds if name in s["methods"]]
         methods[name] = {k: _stats([p.get(k) for p in per_seed]) for k in METRICS + DISTANCES}
         methods[name]["seeds"] = [s["seed"] for s in seeds if name in s["methods"]]
-    paired: dict[str, Any] = {}
-    for baseline in ("real", "naive"):
-        if baseline not in methods:
-            continue
-        paired[baseline] = {}
-        for name in order:
-            both = [s for s in seeds if name in s["methods"] and baseline in s["methods"]]
-            if name == baseline or not both:
-                continue
-            paired[baseline][name] = {
-                k: paired_stats([s["methods"][name][k] - s["methods"][baseline][k] for s in both])
-                for k in METRICS
-            }
     return {
         "task": "retrieval",
         "seeds": [s["seed"] for s in seeds],
         "methods": methods,
-        "paired": paired,
+        "paired": paired_to_baselines(seeds, order, METRICS),
+        "ablations": ablation_contributions(seeds, order, METRICS),
         "fine_tune": info.get("fine_tune"),
         "descriptions": {n: m.get("description", "") for n, m in info["methods"].items()},
     }
@@ -104,7 +94,7 @@ def build_retrieval_report(folder: EvaluationFolder) -> dict[str, Any]:
     atomic_write_text(report / "metrics.json", json.dumps(summary, indent=2))
     doc = Document()
     doc.h(1, "Retrieval evaluation")
-    doc.p(_answer(summary))
+    doc.p(" ".join(answer_sentences(summary, "mrr@10", "MRR@10")))
     s = info["settings"]
     data = (
         s.get("dataset")
@@ -153,25 +143,6 @@ def build_retrieval_report(folder: EvaluationFolder) -> dict[str, Any]:
     atomic_write_text(report / "report.md", doc.markdown())
     atomic_write_text(report / "report.html", doc.html("SynAlign retrieval evaluation"))
     return summary
-
-
-def _answer(summary: dict[str, Any]) -> str:
-    """One sentence per comparison of `synalign` on MRR@10."""
-    parts = []
-    for baseline, table in summary["paired"].items():
-        p = table.get("synalign", {}).get("mrr@10")
-        if p is None:
-            continue
-        if p.get("ci_low") is None:
-            verdict = "one seed, no interval"
-        elif p["ci_low"] > 0:
-            verdict = "`synalign` beat it"
-        elif p["ci_high"] < 0:
-            verdict = "`synalign` lost to it"
-        else:
-            verdict = "the interval includes 0: not separated"
-        parts.append(f"`synalign` vs `{baseline}` on MRR@10: {_interval(p)} ({verdict}).")
-    return " ".join(parts) or "No `synalign` row to compare."
 
 
 def report_of(path: str | Path) -> dict[str, Any]:

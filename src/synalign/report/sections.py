@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from synalign.report.answer import answer_sentences
 from synalign.report.cells import format_delta, num, pct, thresholds
 from synalign.report.curve import write_curve_section
 from synalign.report.document import Document
@@ -32,8 +33,11 @@ def model_text(settings: dict[str, Any]) -> str:
 def evaluation_document(
     res: EvaluationResults, summary: dict[str, Any], images: dict[str, bytes]
 ) -> Document:
-    """The whole report: setup, results, label fidelity, distribution, coverage, generation."""
+    """The whole report: the answer, setup, results, label fidelity, distribution,
+    coverage, generation."""
     doc = Document()
+    doc.h(1, f"SynAlign evaluation: {_source(res.settings)}")
+    doc.p(" ".join(answer_sentences(summary, "macro_f1", "macro-F1")))
     _setup(doc, res)
     _results(doc, res, summary, images)
     _label_fidelity(doc, summary)
@@ -45,15 +49,18 @@ def evaluation_document(
     return doc
 
 
+def _source(s: dict[str, Any]) -> str:
+    """The data the evaluation was measured on, as the title names it."""
+    if s.get("validation"):
+        return f"{s['dataset'] or s['train_path']} (validation split of the training pool)"
+    return s["dataset"] or f"{s['train_path']} (train) / {s['test_path']} (test)"
+
+
 def _setup(doc: Document, res: EvaluationResults) -> None:
-    """Title and how the evaluation was run: data, synthetic budget, model, metrics."""
+    """How the evaluation was run: data, synthetic budget, model, metrics."""
     s = res.settings
     info = res.info
     cfg = info.get("pipeline_config", {})
-    source = s["dataset"] or f"{s['train_path']} (train) / {s['test_path']} (test)"
-    if s.get("validation"):
-        source = f"{s['dataset'] or s['train_path']} (validation split of the training pool)"
-    doc.h(1, f"SynAlign evaluation: {source}")
     gen = cfg.get("generate", {})
     llm = cfg.get("llm", {})
     doc.p(

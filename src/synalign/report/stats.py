@@ -35,6 +35,8 @@ SCORED = (
     "synthetic_rows",
     "label_check_threshold",
 )
+# The scores compared between methods, paired over seeds.
+PAIRED_SCORES = ("accuracy", "macro_f1")
 
 
 @dataclass
@@ -104,8 +106,10 @@ def paired_stats(deltas: list[float], level: float = 0.95) -> dict[str, Any]:
 
 
 def summarise(res: EvaluationResults) -> dict[str, Any]:
-    """Means and standard deviations over seeds, paired differences, generation and coverage."""
+    """Means and standard deviations over seeds, paired differences to the baselines and
+    between each ablation and its full row, generation and coverage."""
     from synalign.evaluation.budget_curve import summarise_curve
+    from synalign.report.answer import ablation_contributions
 
     order = [m for m in res.info["methods"] if all(m in s["methods"] for s in res.seeds)]
     methods = _method_stats(res.seeds, order)
@@ -113,7 +117,8 @@ def summarise(res: EvaluationResults) -> dict[str, Any]:
         "curve": summarise_curve(res.seeds),
         "judge_test_accuracy": res.seeds[0].get("judge_test_accuracy"),
         "methods": methods,
-        "paired": _paired(res.seeds, order, methods),
+        "paired": paired_to_baselines(res.seeds, order, PAIRED_SCORES),
+        "ablations": ablation_contributions(res.seeds, order, PAIRED_SCORES),
         "generation": _generation(res.seeds, res.info.get("variants", {})),
         "coverage": _coverage(res.seeds),
         "test_reference": _test_reference(res.seeds),
@@ -135,23 +140,29 @@ def _method_stats(seeds: list[dict[str, Any]], order: list[str]) -> dict[str, An
     return methods
 
 
-def _paired(
-    seeds: list[dict[str, Any]], order: list[str], methods: dict[str, Any]
+def paired_rows(
+    seeds: list[dict[str, Any]], row: str, baseline: str, metrics: tuple[str, ...]
+) -> dict[str, Any] | None:
+    """Per metric, `row` minus `baseline` paired over the seeds both finished (a seed is
+    the unit of replication); None when no seed has both."""
+    both = [s["methods"] for s in seeds if row in s["methods"] and baseline in s["methods"]]
+    if not both:
+        return None
+    return {k: paired_stats([m[row][k] - m[baseline][k] for m in both]) for k in metrics}
+
+
+def paired_to_baselines(
+    seeds: list[dict[str, Any]], order: list[str], metrics: tuple[str, ...]
 ) -> dict[str, Any]:
-    """Each method's paired per-seed differences to `real` and to `naive`."""
+    """Each row's paired differences to `real` and to `naive`, where those rows ran."""
     paired: dict[str, Any] = {}
     for baseline in ("real", "naive"):
-        if baseline not in methods:
+        if baseline not in order:
             continue
-        paired[baseline] = {}
-        for name in order:
-            if name == baseline:
-                continue
-            deltas = {
-                metric: [s["methods"][name][metric] - s["methods"][baseline][metric] for s in seeds]
-                for metric in ("accuracy", "macro_f1")
-            }
-            paired[baseline][name] = {metric: paired_stats(d) for metric, d in deltas.items()}
+        rows = {name: paired_rows(seeds, name, baseline, metrics) for name in order}
+        paired[baseline] = {
+            name: p for name, p in rows.items() if name != baseline and p is not None
+        }
     return paired
 
 
