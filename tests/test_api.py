@@ -63,6 +63,13 @@ def test_whole_method_from_a_dataframe(gemma: LlamaCppLLM) -> None:
     dataset = result.to_hf()
     assert dataset.num_rows == n and "weight" in dataset.column_names
     assert dataset["text"] == list(frame["text"])
+    # the data card travels with the dataset, as it does beside an exported file
+    card = dataset.info.description
+    assert card == result.data_card() and f"**Rows**: {n}\n" in card
+    assert "| seed | 2 |" in card and f"`{gemma.model}`" in card
+    rejected = sum(result.summary["rejected"].values())
+    assert f"{n + rejected} samples were generated: {n} accepted" in card
+    assert "(aligned set)" in result.to_hf("aligned").info.description
 
 
 def test_run_dir_makes_it_resumable_and_inputs_of_every_kind_agree(

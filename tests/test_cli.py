@@ -130,6 +130,11 @@ def test_align_command_on_real_texts(tmp_path: Path) -> None:
     review_w = [t["weight"] for t in table if t["text"] not in bbc_texts]
     assert sum(bbc_w) / max(len(bbc_w), 1) < 0.6 * sum(review_w) / len(review_w)
     assert "MMD" in proc.stdout
+    page = tmp_path / "aligned.parquet.report.html"  # the run report, beside the output
+    assert proc.stdout.strip().splitlines()[-1] == f"report: {page}"
+    shown = page.read_text()
+    assert "<h2>Accepted samples</h2>" in shown and shown.count("<img ") == 3
+    assert f"{len(rows)} synthetic samples accepted" in shown
 
     # With the label check the rows first pass a judge fitted on the real reviews, and
     # equal weights (--ess-floor 1) leave only the check to drop rows.
@@ -274,3 +279,22 @@ def test_align_reads_demo_ids_as_a_run_exports_them(tmp_path: Path) -> None:
         [],
     ]
     assert _demo_ids(rows, {"0", "1", "2"}, tmp_path / "real.jsonl") == [[], [], []]
+
+
+def test_export_card_never_replaces_a_readme_it_did_not_write(tmp_path: Path) -> None:
+    """A card goes in README.md beside the export unless that file is the user's own or
+    describes another export still there; then beside it as `<file>.README.md`."""
+    from synalign.report.card_files import card_path
+
+    out = tmp_path / "a.jsonl"
+    assert card_path(out, "jsonl") == tmp_path / "README.md"
+    assert card_path(tmp_path / "hf", "hf") == tmp_path / "hf" / "README.md"
+    (tmp_path / "README.md").write_text("<!-- synalign data card: b.csv -->\n# b\n")
+    assert card_path(out, "jsonl") == tmp_path / "README.md"  # b.csv is gone
+    (tmp_path / "b.csv").write_text("text,label\n")
+    assert card_path(out, "jsonl") == tmp_path / "a.jsonl.README.md"
+    assert card_path(tmp_path / "b.csv", "csv") == tmp_path / "README.md"
+    (tmp_path / "README.md").write_text("# my project\n<!-- synalign data card: a.jsonl -->\n")
+    assert card_path(out, "jsonl") == tmp_path / "a.jsonl.README.md"
+    (tmp_path / "a.jsonl.README.md").write_text("notes\n")
+    assert card_path(out, "jsonl") is None

@@ -348,6 +348,15 @@ def test_write_parquet_with_ragged_rows(tmp_path: Path) -> None:
     assert pq.read_table(path).column("extra").to_pylist() == [None, 3]
 
 
+def test_write_parquet_with_a_column_of_empty_mappings(tmp_path: Path) -> None:
+    """A run without the attribute step gives every sample `attributes: {}`."""
+    path = tmp_path / "plain.parquet"
+    write_records(path, [{"text": "a", "attributes": {}}, {"text": "b", "attributes": {}}])
+    table = pq.read_table(path)
+    assert table.column("text").to_pylist() == ["a", "b"]
+    assert table.column("attributes").to_pylist() == [None, None]
+
+
 def test_jsonl_writer_and_reader(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "rows.jsonl"
     rows = [{"a": "ü\u2028x", "n": [1, {"b": None}]}, {"a": "second"}]

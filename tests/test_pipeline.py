@@ -1,6 +1,7 @@
 """End to end: all three stages with the real bundled model and embedder, tiny budget."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -78,6 +79,7 @@ def test_end_to_end_then_skip_then_resume(tmp_path, gemma: LlamaCppLLM) -> None:
     assert res.exit_code == 0, res.output
     back = read_records(tmp_path / "w.csv").records
     assert [float(r.meta["weight"]) for r in back] == pytest.approx(weights.tolist())
+    _check_data_cards(run, tmp_path, runner, app, m["mmd2_after"])
 
     # unchanged config and inputs: every stage is skipped and the model is not called
     again = Pipeline(config, llm=gemma)
@@ -98,6 +100,58 @@ def test_end_to_end_then_skip_then_resume(tmp_path, gemma: LlamaCppLLM) -> None:
     skipped = Pipeline(changed, llm=gemma).run().skipped
     assert skipped == ["ingest", "explore"]
     assert all(not a["attributes"] for a in read_jsonl(run / "attributes.jsonl"))
+
+
+def _check_data_cards(run, tmp_path, runner, app, labels) -> None:
+    """Every export has a data card whose figures are the exported file's and the run's; a
+    README.md synalign did not write is never replaced."""
+    from collections import Counter
+
+    import datasets
+    import yaml
+
+    from synalign.io import read_records
+
+    rejected = Counter(r["reason"] for r in read_jsonl(run / "rejected.jsonl"))
+    align = json.loads((run / "align.json").read_text())
+    cards = {  # README.md beside out.parquet; w.csv's own, as README.md describes out.parquet
+        "out.parquet": tmp_path / "README.md",
+        "out_hf": tmp_path / "out_hf" / "README.md",
+        "w.csv": tmp_path / "w.csv.README.md",
+    }
+    for target, path in cards.items():
+        card = path.read_text()
+        exported = read_records(tmp_path / target).records
+        assert re.search(rf"\*\*Rows\*\*: {len(exported)}\b", card), target
+        per_label = Counter(r.label for r in exported)
+        assert set(per_label) == set(labels)
+        for label, n in per_label.items():
+            assert f"| {label} | {n} | 6 |" in card  # exported rows, real records
+        total = f"{len(read_jsonl(run / 'synthetic.jsonl')) + rejected.total()} samples"
+        assert f"{total} were generated: " in card
+        for reason, n in rejected.items():
+            assert f"| `{reason}` | {n} |" in card
+        weights = card.split("## Weights")[1].split("\n## ")[0]
+        for label, ess in align["ess"].items():
+            row = next(ln for ln in weights.splitlines() if ln.startswith(f"| {label} |"))
+            assert f"| {ess:.2f} |" in row
+        assert "`gemma-3-270m-q4_k_m.gguf`" in card and "| seed | 1 |" in card
+        assert "`rotten-tomatoes`" in card and "12 real records" in card
+    hf_card = cards["out_hf"].read_text()
+    assert hf_card.startswith("---\n")
+    meta = yaml.safe_load(hf_card.split("---\n")[1])
+    assert meta["tags"] == ["synthetic", "synalign"] and meta["size_categories"] == ["n<1K"]
+    assert meta["task_categories"] == ["text-classification"] and meta["language"] == ["en"]
+    assert datasets.load_from_disk(str(tmp_path / "out_hf")).info.description == hf_card
+    # a folder with a README.md of its own keeps it; the card goes beside, named by the file
+    own = tmp_path / "project"
+    own.mkdir()
+    (own / "README.md").write_text("# my project\n")
+    res = runner.invoke(app, ["export", str(run), str(own / "a.jsonl")])
+    assert res.exit_code == 0, res.output
+    assert (own / "README.md").read_text() == "# my project\n"
+    assert f"data card: {own / 'a.jsonl.README.md'}" in res.output
+    assert (own / "a.jsonl.README.md").read_text().startswith("<!-- synalign data card: a.jsonl")
 
 
 def test_same_seed_same_outputs(tmp_path, gemma: LlamaCppLLM) -> None:

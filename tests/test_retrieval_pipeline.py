@@ -3,10 +3,12 @@ on a slice of the bundled bbc-headlines corpus; and the pieces it is made of."""
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -118,6 +120,12 @@ def test_pipeline_end_to_end_then_skip(tmp_path, slice_files, gemma: LlamaCppLLM
     weights = np.load(run / "weights.npy")
     assert len(weights) == len(synthetic) and np.isclose(weights.sum(), 1.0)
     assert summary.metrics["aligned"] == len(synthetic)
+    # the run's report shows each query beside its document and any rejected one's scores
+    assert summary.report == run / "report" / "report.html"
+    page = summary.report.read_text()
+    assert "<h2>Counts</h2>" in page and "<th>document</th>" in page
+    assert all(html.escape(r["text"]) in page for r in synthetic + rejected if r["text"])
+    assert all(html.escape(r["document"][:200]) in page for r in synthetic)
     again = Pipeline(config, llm=gemma).run()
     assert again.skipped == ["ingest", "explore", "describe", "generate", "align", "report"]
 
@@ -131,6 +139,14 @@ def test_pipeline_end_to_end_then_skip(tmp_path, slice_files, gemma: LlamaCppLLM
     assert [list(r) for r in rows] == [["anchor", "positive", "weight"]] * len(synthetic)
     assert rows[0]["anchor"] == synthetic[0]["text"]
     assert rows[0]["positive"] == synthetic[0]["document"]
+    # its data card counts queries and distinct documents, and each rejection reason
+    card = (tmp_path / "README.md").read_text()
+    assert f"data card: {tmp_path / 'README.md'}" in done.stdout
+    docs = len({r["positive"] for r in rows})
+    assert f"**Queries**: {len(rows)}; **distinct documents**: {docs}" in card
+    for reason, n in Counter(r["reason"] for r in rejected).items():
+        assert f"| `{reason}` | {n} |" in card
+    assert "| seed | 3 |" in card and "8 real (query, document) pairs" in card
 
 
 def test_pair_with_unknown_document_is_one_line_error(tmp_path, slice_files) -> None:
@@ -241,7 +257,12 @@ def test_evaluate_retrieval_end_to_end_then_resume(tmp_path, slice_files) -> Non
     assert all(w > 300 and h > 200 for w, h in shown.images), shown.images
     body = shown.dom[shown.dom.index("<body") :]
     first = re.search(r"<p>(.*?)</p>", body, re.S)
-    assert first and "<code>synalign</code> vs <code>real</code> on MRR@10" in first.group(1)
+    assert first, body[:2000]  # the answer opens the page; one seed gives no interval
+    assert "<code>synalign</code> was not separated from <code>real</code> on MRR@10: " in (
+        first.group(1)
+    )
+    assert "(on 1 seed, too few for an interval)" in first.group(1)
+    assert "<code>likelihood-check</code> minus <code>naive</code> = " in first.group(1)
     assert body.count("<table") >= 3 and "Paired difference to" in body
     assert shown.screenshot.std() > 10  # drawn, not blank
     second = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -249,3 +270,14 @@ def test_evaluate_retrieval_end_to_end_then_resume(tmp_path, slice_files) -> Non
     assert "LLM calls made: 0" in second.stdout
     again = json.loads((tmp_path / "ev" / "report" / "metrics.json").read_text())
     assert again["methods"] == metrics["methods"]
+    # A later invocation adds its rows and seeds to the report; other settings start over.
+    more = [*cmd[: cmd.index("--seeds")], "--seeds", "2", "--queries", "4", "--methods", "bm25"]
+    more += cmd[cmd.index("--runs-dir") :]
+    assert subprocess.run(more, capture_output=True, text=True).returncode == 0
+    merged = json.loads((tmp_path / "ev" / "report" / "metrics.json").read_text())["methods"]
+    assert list(merged) == list(rows) and merged["synalign"] == rows["synalign"]
+    assert merged["bm25"]["seeds"] == merged["real"]["seeds"] == [0, 1]
+    other = [*more[: more.index("--seeds")], "--seeds", "1", "--queries", "3", *more[-6:]]
+    assert subprocess.run(other, capture_output=True, text=True).returncode == 0
+    alone = json.loads((tmp_path / "ev" / "report" / "metrics.json").read_text())["methods"]
+    assert list(alone) == ["bm25", "real"] and alone["bm25"]["seeds"] == [0]

@@ -33,6 +33,7 @@ from synalign.records import Record
 
 if TYPE_CHECKING:
     from synalign.pipeline.retrieval import RetrievalTask
+    from synalign.report.data_card import RunFacts
 
 BUNDLED = "bundled"
 
@@ -51,6 +52,8 @@ class SynAlignResult:
     run_dir: Path | None = None
     skipped: list[str] = field(default_factory=list)
     """Stages found up to date in `run_dir` and not run again."""
+    facts: RunFacts | None = field(default=None, repr=False)
+    """What the data card says about the run, read before its directory can go away."""
 
     def to_records(self, which: str = "samples") -> list[dict[str, Any]]:
         """`samples` (each with its `weight`, for weighted training) or `aligned` (the
@@ -73,11 +76,23 @@ class SynAlignResult:
 
         return pd.DataFrame(self.to_records(which))
 
-    def to_hf(self, which: str = "samples") -> Any:
-        """A Hugging Face `datasets.Dataset`."""
-        from datasets import Dataset
+    def data_card(self, which: str = "samples") -> str:
+        """The Markdown data card `synalign export` writes beside the same rows: how they
+        were made, filtered and weighted, and what they are for."""
+        from synalign.report.data_card import data_card
 
-        return Dataset.from_pandas(self.to_pandas(which), preserve_index=False)
+        if self.facts is None:
+            raise ValueError("this result holds no run facts; build it with SynAlign.generate")
+        exported = "synthetic" if which == "samples" else which
+        return data_card(self.facts, self.to_records(which), exported)
+
+    def to_hf(self, which: str = "samples") -> Any:
+        """A Hugging Face `datasets.Dataset`; its `info.description` is the data card."""
+        from datasets import Dataset, DatasetInfo
+
+        frame = self.to_pandas(which)
+        info = DatasetInfo(description=self.data_card(which)) if self.facts else None
+        return Dataset.from_pandas(frame, info=info, preserve_index=False)
 
 
 def _rows_of(data: Any) -> list[dict[str, Any]]:
@@ -263,6 +278,7 @@ class SynAlign(BaseEstimator):
         task: Any = None,
     ) -> SynAlignResult:
         from synalign.pipeline import Pipeline
+        from synalign.report.card_files import run_facts
 
         given = self.llm if isinstance(self.llm, LLM) else None
         pipe = Pipeline(
@@ -285,4 +301,5 @@ class SynAlign(BaseEstimator):
             summary=summary.metrics,
             run_dir=root,
             skipped=list(summary.skipped),
+            facts=run_facts(run),
         )

@@ -195,6 +195,45 @@ def align(
         )
     out.print(table)
     out.print(f"aligned samples: {output}")
+    page = _align_report(output, reals, records, check, aligner, (real_set.X, syn_set.X[kept]))
+    out.print(f"report: {page}", soft_wrap=True)
+
+
+def _align_report(
+    output: Path, reals: list[Any], records: list[Any], check: Any, aligner: Any, vectors: Any
+) -> Path:
+    """`<output>.report.html`: the run report of a file-level alignment (no LLM stages)."""
+    import numpy as np
+
+    from synalign.io import atomic_write_text
+    from synalign.report.run_report import RunReport
+
+    kept = set(np.flatnonzero(check.keep).tolist())
+    scores = np.asarray(check.scores, dtype=float)
+    contents = {
+        "root": str(output),
+        "config_toml": f'name = "{output.name} (synalign align)"\n',
+        "stages": {},
+        "real": [r.to_dict() for r in reals],
+        "demos": [],
+        "attributes": [],
+        "synthetic": [records[i].to_dict() for i in sorted(kept)],
+        "rejected": [
+            {**records[i].to_dict(), "reason": "label_mismatch", "label_check_score": scores[i]}
+            for i in range(len(records))
+            if i not in kept
+        ],
+        "weights": np.asarray(aligner.weights_, dtype=np.float64),
+        "alignment": {
+            "bandwidth": float(aligner.bandwidth_),
+            "mmd2_before": aligner.mmd2_before_,
+            "mmd2_after": aligner.mmd2_after_,
+            "ess": aligner.ess_,
+        },
+    }
+    page = output.with_name(output.name + ".report.html")
+    atomic_write_text(page, RunReport().html(contents, vectors))
+    return page
 
 
 def export(
@@ -224,15 +263,32 @@ def export(
         ),
     ] = False,
 ) -> None:
-    """Write a run's synthetic data as JSONL, CSV, Parquet or a Hugging Face dataset."""
-    from synalign.io import write_records
+    """Write a run's synthetic data as JSONL, CSV, Parquet or a Hugging Face dataset, with
+    a data card (README.md) that says how it was made, filtered and weighted."""
+    from synalign.io import output_format, write_records
     from synalign.pipeline.run_dir import EXPORTABLE, RunDirectory
+    from synalign.report.card_files import CARD_NAME, run_facts, write_data_card
+    from synalign.report.data_card import data_card
 
     if which not in EXPORTABLE:
         raise SynAlignError(f"--which {which!r}: choose 'aligned' or 'synthetic'")
-    rows = RunDirectory(run_dir).export_rows(which, pairs=pairs)
-    write_records(output, rows, fmt=fmt)
+    run = RunDirectory(run_dir)
+    rows = run.export_rows(which, pairs=pairs)
+    kind = output_format(output, fmt)
+    card = data_card(run_facts(run), rows, which, output.name, kind)
+    write_records(output, rows, fmt=kind, description=card)
     out.print(f"wrote {len(rows)} rows to {output}")
+    where = write_data_card(output, kind, card)
+    if where is None:
+        err.print(
+            f"[yellow]warning:[/yellow] no data card written: {escape(str(output.parent))} "
+            f"already holds a {CARD_NAME} and a {escape(output.name)}.{CARD_NAME} that "
+            "synalign did not write",
+            highlight=False,
+            soft_wrap=True,
+        )
+    else:
+        out.print(f"data card: {escape(str(where))}", highlight=False, soft_wrap=True)
 
 
 def datasets_list(

@@ -221,23 +221,32 @@ def evaluate(
     out.print(
         f"LLM calls made: {evaluation.llm_calls_} · wall time {time.perf_counter() - start:.1f} s"
     )
-    out.print(f"report: {evaluation.report_dir_ / 'report.html'}")
+    out.print(f"report: {evaluation.report_dir_ / 'report.html'}", soft_wrap=True)
 
 
 def report(
-    eval_dir: Annotated[Path, typer.Argument(help="A finished evaluation folder, e.g. runs/eval.")],
+    eval_dir: Annotated[
+        Path, typer.Argument(help="A run directory (e.g. runs/demo) or an evaluation folder.")
+    ],
 ) -> None:
-    """Rebuild an evaluation's report (metrics.json, report.md, report.html, plots) from
-    its saved per-seed results, without generating or training anything."""
+    """Rebuild a report without generating or training anything: a run's report.html
+    (samples, attributes, rejections, weights) or an evaluation's report (metrics.json,
+    report.md, report.html, plots) from its saved per-seed results."""
     from synalign.evaluation.folder import EvaluationFolder
+    from synalign.pipeline.run_dir import RunDirectory
     from synalign.report import build_report
 
     quiet_libraries()
+    if RunDirectory(eval_dir).is_run():
+        from synalign.pipeline.runner import rebuild_report
+
+        out.print(f"report: {rebuild_report(eval_dir)}", soft_wrap=True)
+        return
     if EvaluationFolder(eval_dir).read_info().get("task") == "retrieval":
         from synalign.evaluation.retrieval_report import report_of
 
         report_of(eval_dir)
-        out.print(f"report: {eval_dir / 'report' / 'report.html'}")
+        out.print(f"report: {eval_dir / 'report' / 'report.html'}", soft_wrap=True)
         return
     folder = build_report(eval_dir)
-    out.print(f"report: {folder / 'report.html'}")
+    out.print(f"report: {folder / 'report.html'}", soft_wrap=True)

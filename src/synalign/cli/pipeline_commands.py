@@ -71,7 +71,8 @@ def demo(
     """Run all three stages on the bundled rotten-tomatoes corpus with the bundled model.
 
     16 real reviews per label, the local Gemma 3 270M model through llama.cpp, the bundled
-    MiniLM embedder. Ends with a summary table and the run directory.
+    MiniLM embedder. Ends with a summary table, the run directory and the path of its
+    report.html (samples, attributes, rejections, weights, plots).
     """
     config = build_config(
         {
@@ -88,6 +89,7 @@ def demo(
     summary = run_pipeline(config, "report", force)
     out.print(summary_table(summary.metrics, time.perf_counter() - start))
     out.print(f"aligned samples: {summary.run_dir / 'aligned.jsonl'}")
+    out.print(f"report: {summary.report}", soft_wrap=True)
 
 
 def run(
@@ -122,6 +124,7 @@ def run(
     start = time.perf_counter()
     summary = run_pipeline(config, "report", force)
     out.print(summary_table(summary.metrics, time.perf_counter() - start))
+    out.print(f"report: {summary.report}", soft_wrap=True)
 
 
 def data_overrides(
@@ -198,3 +201,4 @@ def generate(
     summary = run_pipeline(config, "generate", force)
     out.print(f"synthetic samples: {summary.run_dir / 'synthetic.jsonl'}")
     out.print(f"rejected samples:  {summary.run_dir / 'rejected.jsonl'}")
+    out.print(f"report: {summary.report}", soft_wrap=True)

@@ -60,7 +60,7 @@ def evaluate_retrieval(
     out.print(
         f"LLM calls made: {evaluation.llm_calls_} · wall time {time.perf_counter() - start:.1f} s"
     )
-    out.print(f"report: {config.folder.report_dir / 'report.html'}")
+    out.print(f"report: {config.folder.report_dir / 'report.html'}", soft_wrap=True)
 
 
 def retrieval_table(metrics: dict) -> Table:

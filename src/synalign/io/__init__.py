@@ -9,7 +9,7 @@ from synalign.io.readers import (
     records_from_rows,
     validate_labelled,
 )
-from synalign.io.writers import WRITE_FORMATS, write_jsonl, write_records
+from synalign.io.writers import WRITE_FORMATS, output_format, write_jsonl, write_records
 
 __all__ = [
     "READ_SUFFIXES",
@@ -17,6 +17,7 @@ __all__ = [
     "LoadResult",
     "atomic_write_bytes",
     "atomic_write_text",
+    "output_format",
     "read_jsonl",
     "read_records",
     "records_from_rows",

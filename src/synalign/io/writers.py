@@ -62,10 +62,22 @@ def _dense(rows: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]
     return columns, [{c: row.get(c) for c in columns} for row in clean]
 
 
-def write_records(path: str | Path, rows: list[dict[str, Any]], fmt: str | None = None) -> None:
-    """Write output rows as JSONL, CSV, Parquet or a Hugging Face datasets folder."""
+def output_format(path: str | Path, fmt: str | None = None) -> str:
+    """The format `write_records` writes `path` in: `fmt`, else the one its name implies."""
+    return fmt.lower() if fmt else _infer_format(Path(path))
+
+
+def write_records(
+    path: str | Path,
+    rows: list[dict[str, Any]],
+    fmt: str | None = None,
+    description: str | None = None,
+) -> None:
+    """Write output rows as JSONL, CSV, Parquet or a Hugging Face datasets folder;
+    `description` (a data card) goes into a datasets folder's info, where
+    `load_from_disk(...).info.description` shows it."""
     target = Path(path)
-    kind = fmt.lower() if fmt else _infer_format(target)
+    kind = output_format(target, fmt)
     if kind == "jsonl":
         write_jsonl(target, rows)
     elif kind == "csv":
@@ -73,7 +85,7 @@ def write_records(path: str | Path, rows: list[dict[str, Any]], fmt: str | None 
     elif kind == "parquet":
         _write_parquet(target, rows)
     elif kind == "hf":
-        _write_hf(target, rows)
+        _write_hf(target, rows, description)
     else:
         raise ConfigError(f"unknown output format '{fmt}'; use one of {', '.join(WRITE_FORMATS)}")
 
@@ -106,6 +118,10 @@ def _write_parquet(target: Path, rows: list[dict[str, Any]]) -> None:
     import pyarrow.parquet as pq
 
     columns, dense = _dense(rows)
+    # Parquet cannot store a struct with no field: a column of empty mappings (every
+    # `attributes` of a run without the attribute step) is stored as nulls.
+    empty = [c for c in columns if dense and all(row[c] == {} for row in dense)]
+    dense = [{**row, **dict.fromkeys(empty)} for row in dense] if empty else dense
     try:
         if dense:
             table = pa.Table.from_pylist(dense)
@@ -117,19 +133,20 @@ def _write_parquet(target: Path, rows: list[dict[str, Any]]) -> None:
         pq.write_table(table, f)
 
 
-def _write_hf(target: Path, rows: list[dict[str, Any]]) -> None:
+def _write_hf(target: Path, rows: list[dict[str, Any]], description: str | None = None) -> None:
     import datasets
 
     if target.exists() and not target.is_dir():
         raise ConfigError(f"{target} exists and is not a folder; choose another output path")
     columns, dense = _dense(rows)
+    info = datasets.DatasetInfo(description=without_surrogates(description or ""))
     try:
         if dense:
-            ds = datasets.Dataset.from_list(dense)
+            ds = datasets.Dataset.from_list(dense, info=info)
         else:
             # An empty folder must still load: that needs typed columns and one (empty) shard.
             features = datasets.Features({c: datasets.Value("string") for c in columns})
-            ds = datasets.Dataset.from_dict({c: [] for c in columns}, features=features)
+            ds = datasets.Dataset.from_dict({c: [] for c in columns}, features=features, info=info)
     except Exception as e:
         raise InputError(f"{target}: rows cannot be stored as a datasets folder ({e})") from e
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ rejected.jsonl     rejected samples, each with its reason
 weights.npy        one MMD weight per synthetic sample
 align.json         bandwidth, MMD² before and after, effective sample sizes
 aligned.jsonl      the resampled set, each row with its weight
-report/            metrics.json
+report/            metrics.json, and report.html: what the run made, for a person to read
 cache/             LLM answers and embeddings, so an interrupted stage repeats nothing
 """
 
@@ -21,6 +21,7 @@ import hashlib
 import io
 import json
 import os
+import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -187,6 +188,17 @@ class RunDirectory:
 
         atomic_write_text(self.path("config.toml"), toml)
 
+    def config_values(self) -> dict[str, Any]:
+        """The resolved config of the last invocation as plain values, for a data card to
+        name the settings the data was made with; empty when it is missing or unreadable."""
+        p = self.path("config.toml")
+        if not p.is_file():
+            return {}
+        try:
+            return tomllib.loads(p.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+            return {}
+
     def _write_rows(self, name: str, rows: list[dict[str, Any]]) -> None:
         from synalign.io import write_jsonl
 
@@ -260,6 +272,54 @@ class RunDirectory:
 
     def metrics(self) -> dict[str, Any]:
         return json.loads(self.path("report/metrics.json").read_text("utf-8"))
+
+    # ----- the run's report ----------------------------------------------------------
+
+    @property
+    def config_path(self) -> Path:
+        return self.path("config.toml")
+
+    @property
+    def report_path(self) -> Path:
+        return self.path("report/report.html")
+
+    def write_report(self, html_text: str) -> Path:
+        from synalign.io import atomic_write_text
+
+        self.path("report").mkdir(exist_ok=True)
+        atomic_write_text(self.report_path, html_text)
+        return self.report_path
+
+    def is_run(self) -> bool:
+        """A pipeline run's folder (not an evaluation's): it has a stage record."""
+        return self.path("state.json").is_file()
+
+    def contents(self) -> dict[str, Any]:
+        """Everything a run's report shows, from whichever stages have finished: the
+        config's TOML text, the stage records, and each stage's rows. Weights are left out
+        when they no longer match the synthetic set (generate ran again after align)."""
+
+        def rows(name: str) -> list[dict[str, Any]]:
+            return self._rows(name) if self.path(name).is_file() else []
+
+        config = self.path("config.toml")
+        synthetic = rows("synthetic.jsonl")
+        done = "align" in self.stages() and self.path("weights.npy").is_file()
+        weights = self.weights() if done else None
+        if weights is not None and len(weights) != len(synthetic):
+            weights = None
+        return {
+            "root": str(self.root),
+            "config_toml": config.read_text("utf-8") if config.is_file() else "",
+            "stages": self.stages(),
+            "real": rows("real.jsonl"),
+            "demos": rows("demos.jsonl"),
+            "attributes": rows("attributes.jsonl"),
+            "synthetic": synthetic,
+            "rejected": rows("rejected.jsonl"),
+            "weights": weights,
+            "alignment": self.alignment() if weights is not None else None,
+        }
 
     # ----- export --------------------------------------------------------------------
 

@@ -48,6 +48,7 @@ class RunSummary:
     run_dir: Path
     metrics: dict[str, Any] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    report: Path | None = None
 
 
 class Pipeline:
@@ -198,4 +199,36 @@ class Pipeline:
             self.run_dir.record_stage(stage, {"fingerprint": fp, "seconds": seconds, **info})
         if until == "report":
             summary.metrics = self.run_dir.metrics()
+        summary.report = self.write_report()
         return summary
+
+    def write_report(self) -> Path:
+        """report/report.html from whatever the run holds now: written at the end of every
+        run, whichever stage it stopped at, and by `synalign report RUN_DIR`."""
+        from synalign.report.run_report import RunReport
+
+        contents = self.run_dir.contents()
+        vectors = None
+        if contents["weights"] is not None:  # align embedded both sets: the cache has them
+            vectors = (
+                self.embed([r["text"] for r in contents["real"]], "real texts"),
+                self.embed([r["text"] for r in contents["synthetic"]], "synthetic texts"),
+            )
+        return self.run_dir.write_report(RunReport().html(contents, vectors))
+
+
+def rebuild_report(root: str | Path) -> Path:
+    """A finished or stopped run's report.html drawn again from its folder (the config it
+    last ran with, its rows, its embedding cache), wherever the folder now is."""
+    import json
+
+    from synalign.config import load_config
+
+    run_dir = RunDirectory(root)
+    where = [
+        f"name={json.dumps(run_dir.root.name)}",
+        f"runs_dir={json.dumps(str(run_dir.root.parent))}",
+    ]
+    pipeline = Pipeline(load_config(run_dir.config_path, where))
+    with run_dir.lock():
+        return pipeline.write_report()

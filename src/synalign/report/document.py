@@ -16,7 +16,10 @@ STYLE = (
     "font-size:14px}th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}"
     "th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}"
     "img{max-width:100%}figcaption{color:#555;font-size:13px}"
-    "code{background:#f3f3f3;padding:1px 3px}</style>"
+    "code{background:#f3f3f3;padding:1px 3px}"
+    "details{margin:.5em 0}summary{cursor:pointer;font-weight:600}"
+    "td.text{text-align:left;max-width:520px}pre{background:#f6f6f6;padding:.6em;"
+    "overflow-x:auto;font-size:13px}ol.demos{margin:0;padding-left:1.2em;font-size:13px}</style>"
 )
 
 
@@ -38,6 +41,11 @@ class Document:
     def table(self, headers: list[str], rows: list[list[str]]) -> None:
         self.blocks.append(("table", (headers, rows)))
 
+    def raw(self, html_text: str, markdown: str = "") -> None:
+        """Markup the other blocks cannot express (folded tables of samples); the caller
+        escapes every text in it. Markdown shows `markdown` in its place."""
+        self.blocks.append(("raw", (html_text, markdown)))
+
     def image(self, name: str, png: bytes, caption: str) -> None:
         """A plot: linked by file name in Markdown, embedded as data in HTML."""
         self.blocks.append(("img", (name, png, caption)))
@@ -56,6 +64,9 @@ class Document:
                 lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
                 lines += ["| " + " | ".join(r) + " |" for r in rows]
                 out.append("\n".join(lines))
+            elif kind == "raw":
+                if body[1]:
+                    out.append(body[1])
             else:
                 name, _, caption = body
                 out.append(f"![{caption}]({name})\n\n*{caption}*")
@@ -78,6 +89,8 @@ class Document:
                 parts.append("<ul>" + "".join(f"<li>{inline(i)}</li>" for i in body) + "</ul>")
             elif kind == "table":
                 parts.append(_html_table(*body))
+            elif kind == "raw":
+                parts.append(body[0])
             else:
                 _, png, caption = body
                 data = base64.b64encode(png).decode("ascii")
