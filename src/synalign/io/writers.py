@@ -146,6 +146,7 @@ def _write_hf(target: Path, rows: list[dict[str, Any]], description: str | None 
         else:
             # An empty folder must still load: that needs typed columns and one (empty) shard.
             features = datasets.Features({c: datasets.Value("string") for c in columns})
+            info.features = features  # the two must agree
             ds = datasets.Dataset.from_dict({c: [] for c in columns}, features=features, info=info)
     except Exception as e:
         raise InputError(f"{target}: rows cannot be stored as a datasets folder ({e})") from e
