@@ -147,9 +147,10 @@ class RunReport:
         doc.table(headers, rows)
         if reasons:
             doc.p(
-                "Rejection reasons: `empty`, `copy`, `duplicate`, `language`, `truncated` are"
-                " the sample filters; `label_mismatch` is the label check, `not_specific` the"
-                " query check. Every rejected sample, with its scores, is in rejected.jsonl."
+                "`label_mismatch` is the label check and `not_specific` the query check; every"
+                " other reason is one of the sample filters (empty, copied, repeated,"
+                " truncated, off-language text). Every rejected sample, with its scores, is in"
+                " rejected.jsonl."
             )
 
     def _attributes(self, doc: Document) -> None:
