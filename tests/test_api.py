@@ -46,6 +46,7 @@ def test_whole_method_from_a_dataframe(gemma: LlamaCppLLM) -> None:
     result = _estimator(gemma).generate(_real_frame())
     assert isinstance(result, SynAlignResult)
     assert result.run_dir is None  # no run_dir: the files were temporary
+    assert result.report is None
     n = len(result.samples)
     assert n > 0 and result.weights.shape == (n,)
     assert {s["label"] for s in result.samples} <= {"rotten", "fresh"}
@@ -78,6 +79,8 @@ def test_run_dir_makes_it_resumable_and_inputs_of_every_kind_agree(
     frame = _real_frame()
     first = _estimator(gemma, run_dir=tmp_path / "run").generate(frame)
     assert first.run_dir == tmp_path / "run"
+    assert first.report == tmp_path / "run" / "report" / "report.html"
+    assert first.report.is_file() and "<h2>Accepted samples</h2>" in first.report.read_text()
     # a list of dicts and a Hugging Face Dataset of the same rows: same run, nothing redone
     from datasets import Dataset
 

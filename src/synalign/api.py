@@ -54,6 +54,9 @@ class SynAlignResult:
     """Stages found up to date in `run_dir` and not run again."""
     facts: RunFacts | None = field(default=None, repr=False)
     """What the data card says about the run, read before its directory can go away."""
+    report: Path | None = None
+    """The run's report.html (samples, attributes, rejections, weights, plots); None when
+    the run's files were temporary."""
 
     def to_records(self, which: str = "samples") -> list[dict[str, Any]]:
         """`samples` (each with its `weight`, for weighted training) or `aligned` (the
@@ -219,7 +222,7 @@ class SynAlign(BaseEstimator):
             return self._generate(data, corpus, Path(self.run_dir))
         with tempfile.TemporaryDirectory(prefix="synalign-") as tmp:
             result = self._generate(data, corpus, Path(tmp) / "run")
-            result.run_dir = None
+            result.run_dir = result.report = None
             return result
 
     def _generate(self, data: Any, corpus: Any, root: Path) -> SynAlignResult:
@@ -302,4 +305,5 @@ class SynAlign(BaseEstimator):
             run_dir=root,
             skipped=list(summary.skipped),
             facts=run_facts(run),
+            report=summary.report,
         )
