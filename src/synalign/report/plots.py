@@ -38,6 +38,20 @@ def _png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
+def equal_shares(weights: np.ndarray, groups: Any) -> np.ndarray:
+    """Each weight times its group's size over its group's total, so 1 is an equal share
+    within the group (a label, or all of a retrieval run's queries); 0 throughout a group
+    whose weights are all 0."""
+    w = np.asarray(weights, dtype=np.float64)
+    g = np.asarray(groups)
+    out = np.zeros_like(w)
+    for group in dict.fromkeys(g.tolist()):
+        m = g == group
+        if w[m].sum() > 0:
+            out[m] = w[m] / w[m].sum() * m.sum()
+    return out
+
+
 def plot_scores(methods: dict[str, Any], held_out: str, n_seeds: int) -> bytes:
     """Accuracy and macro-F1 per method: mean with a one-sd error bar, each seed a dot.
 
@@ -100,11 +114,7 @@ def plot_projection(
 
     cmap = matplotlib.colormaps["tab10"]
     fig, axes = _figure(11.0, 4.8, ncols=2)
-    scaled = np.zeros_like(w)
-    for lab in labels:
-        mask = ys == lab
-        if mask.any() and w[mask].sum() > 0:
-            scaled[mask] = w[mask] / w[mask].sum() * mask.sum()
+    scaled = equal_shares(w, ys)
     for ax, after in zip(axes[0], (False, True), strict=True):
         for j, lab in enumerate(labels):
             color = cmap(j % 10)
@@ -149,10 +159,11 @@ def plot_weights(
             variant = methods[method]["variant"]
             y = arrays[f"y_syn__{variant}"]
             w = arrays[key]
+            scaled = equal_shares(w, y)
             for lab in dict.fromkeys(y.tolist()):
                 m = y == lab
                 if w[m].sum() > 0:
-                    series.setdefault(method, []).extend((w[m] / w[m].sum() * m.sum()).tolist())
+                    series.setdefault(method, []).extend(scaled[m].tolist())
     if not series:
         return None
     fig, axes = _figure(7.5, 3.6)

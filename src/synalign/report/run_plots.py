@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from synalign.report.plots import _figure, _png
+from synalign.report.plots import _figure, _png, equal_shares
 
 MAX_POINTS = 4000
 """Points drawn per group; larger sets are subsampled (seeded) so a plot of 100,000
@@ -42,7 +42,7 @@ def plot_run_projection(
     fig, axes = _figure(5.5 * len(panels), 4.6, ncols=len(panels))
     yr, ys = np.asarray(real_groups), np.asarray(synthetic_groups)
     shown = _subsample(len(ps))
-    share = np.ones(len(ps)) if weights is None else weights * len(weights) / weights.sum()
+    share = np.ones(len(ps)) if weights is None else equal_shares(weights, ys)
     for ax, after in zip(axes[0], panels, strict=True):
         for j, group in enumerate(groups):
             color = cmap(j % 10)
@@ -111,11 +111,7 @@ def plot_run_weights(weights: np.ndarray, groups: Sequence[str]) -> bytes:
     fig, axes = _figure(7.0, 3.4)
     ax = axes[0][0]
     g = np.asarray(groups)
-    scaled = np.zeros_like(weights, dtype=np.float64)
-    for group in dict.fromkeys(g.tolist()):
-        m = g == group
-        if weights[m].sum() > 0:
-            scaled[m] = weights[m] / weights[m].sum() * m.sum()
+    scaled = equal_shares(weights, g)
     bins = np.linspace(0.0, max(2.0, float(scaled.max(initial=0.0))), 40)
     for group in list(dict.fromkeys(g.tolist()))[:10]:
         values = scaled[g == group]

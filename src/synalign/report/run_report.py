@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from synalign.report.document import Document
+from synalign.report.plots import equal_shares
 from synalign.report.run_plots import plot_run_lengths, plot_run_projection, plot_run_weights
 
 BASE_FIELDS = {
@@ -234,6 +235,8 @@ class RunReport:
             return
         doc.h(2, "Accepted samples")
         w = c["weights"]
+        groups = [self._group(r) for r in c["synthetic"]]
+        shares = None if w is None else equal_shares(w, groups)
         demos = self._demo_texts()
         doc.p(
             f"Each group shows at most {self.max_rows} samples (a seeded random sample when"
@@ -242,11 +245,10 @@ class RunReport:
         )
         e = html.escape
         for g in self._groups():
-            idx = [i for i, r in enumerate(c["synthetic"]) if self._group(r) == g]
+            idx = [i for i, x in enumerate(groups) if x == g]
             if not idx:
                 continue
             shown = self._pick(idx)
-            scale = len(idx) / w[idx].sum() if w is not None and w[idx].sum() > 0 else 1.0
             if w is not None:
                 shown.sort(key=lambda i: -w[i])
             head = ["weight", "query" if self.retrieval else "text"]
@@ -255,7 +257,7 @@ class RunReport:
             body = []
             for i in shown:
                 r = c["synthetic"][i]
-                weight = f"{w[i] * scale:.2f}" if w is not None else "–"
+                weight = f"{shares[i]:.2f}" if shares is not None else "–"
                 attrs = "; ".join(f"{k}: {v}" for k, v in (r.get("attributes") or {}).items())
                 items = "".join(
                     f"<li>{e(_cut(demos.get(str(d), d), 240))}</li>" for d in r.get("demo_ids", [])
