@@ -212,7 +212,7 @@ def _align_report(
     scores = np.asarray(check.scores, dtype=float)
     contents = {
         "root": str(output),
-        "config_toml": f'name = "{output.name} (synalign align)"\n',
+        "config_toml": f"name = {json.dumps(output.name + ' (synalign align)')}\n",
         "stages": {},
         "real": [r.to_dict() for r in reals],
         "demos": [],
