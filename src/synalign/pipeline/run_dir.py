@@ -186,16 +186,15 @@ class RunDirectory:
     def write_config(self, toml: str) -> None:
         from synalign.io import atomic_write_text
 
-        atomic_write_text(self.path("config.toml"), toml)
+        atomic_write_text(self.config_path, toml)
 
     def config_values(self) -> dict[str, Any]:
         """The resolved config of the last invocation as plain values, for a data card to
         name the settings the data was made with; empty when it is missing or unreadable."""
-        p = self.path("config.toml")
-        if not p.is_file():
+        if not self.config_path.is_file():
             return {}
         try:
-            return tomllib.loads(p.read_text(encoding="utf-8"))
+            return tomllib.loads(self.config_path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError):
             return {}
 
@@ -302,7 +301,7 @@ class RunDirectory:
         def rows(name: str) -> list[dict[str, Any]]:
             return self._rows(name) if self.path(name).is_file() else []
 
-        config = self.path("config.toml")
+        config = self.config_path
         synthetic = rows("synthetic.jsonl")
         done = "align" in self.stages() and self.path("weights.npy").is_file()
         weights = self.weights() if done else None

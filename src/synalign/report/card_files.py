@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from synalign import __version__
 from synalign.errors import SynAlignError
 from synalign.report.data_card import RunFacts, card_file_of
 
@@ -15,18 +16,6 @@ if TYPE_CHECKING:
 
 CARD_NAME = "README.md"
 _SAMPLING = ("temperature", "top_p", "min_p", "max_tokens", "stop")
-
-
-def synalign_version() -> str:
-    """The installed package's version (the one that exports the data)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("synalign")
-    except PackageNotFoundError:
-        from synalign import __version__
-
-        return __version__
 
 
 def _read(reader: Any, default: Any) -> Any:
@@ -86,7 +75,7 @@ def run_facts(run: RunDirectory) -> RunFacts:
     generate = run.stage("generate")
     return RunFacts(
         name=str(config.get("name") or run.root.name),
-        version=synalign_version(),
+        version=__version__,
         config=config,
         real_records=len(real),
         real_groups=dict(Counter(r.label for r in real)),
