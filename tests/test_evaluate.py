@@ -499,6 +499,16 @@ def test_user_mistakes_are_one_line(tmp_path: Path, args: list[str], needle: str
 def test_report_of_a_folder_that_is_no_evaluation(tmp_path: Path) -> None:
     with pytest.raises(SynAlignError, match="not an evaluation folder"):
         build_report(tmp_path)
+    # through the installed console script: a folder that is neither kind, in one line
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "synalign"), "report", str(tmp_path / "nothing")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "neither a run directory (no state.json)" in lines[0]
 
 
 # ----- parts ---------------------------------------------------------------------------

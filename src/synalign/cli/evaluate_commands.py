@@ -242,6 +242,11 @@ def report(
 
         out.print(f"report: {rebuild_report(eval_dir)}", soft_wrap=True)
         return
+    if not EvaluationFolder(eval_dir).info_path.is_file():
+        raise SynAlignError(
+            f"{eval_dir}: neither a run directory (no state.json) nor an evaluation folder (no"
+            " evaluation.json); pass the folder `synalign run`, `demo` or `evaluate` printed"
+        )
     if EvaluationFolder(eval_dir).read_info().get("task") == "retrieval":
         from synalign.evaluation.retrieval_report import report_of
 
