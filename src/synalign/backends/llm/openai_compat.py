@@ -3,12 +3,17 @@
 Requests run concurrently on an asyncio loop in a worker thread, bounded by a semaphore.
 Timeouts, connection errors, 429 and 5xx are retried with exponential backoff and jitter
 (honouring Retry-After); any other 4xx stops the run at once, since retrying cannot fix a
-wrong model name or key. The API key never appears in a message this module raises.
+wrong model name or key. A 200 answer that is no completion (a proxy's HTML login page,
+broken JSON, no choices) is retried too, but only twice until the endpoint has answered
+properly once: it is most likely the wrong URL. The API key never appears in a message
+this module raises.
 """
 
 from __future__ import annotations
 
 import asyncio
+import html
+import json
 import os
 import queue
 import random
@@ -33,6 +38,77 @@ RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
 
 class LLMRequestError(SynAlignError):
     """The endpoint refused a request in a way retrying cannot fix, or never came back."""
+
+
+class NotACompletionError(Exception):
+    """A 200 answer that is not an OpenAI-compatible completion; the message says what it
+    was instead ("an HTML page", "invalid JSON", "no choices")."""
+
+
+def _one_line(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _json_body(body: bytes, content_type: str) -> dict[str, Any]:
+    """The answer's JSON object, or NotACompletionError describing what came instead."""
+    text = body.decode("utf-8", "replace").strip()
+    if not text:
+        raise NotACompletionError("an empty body")
+    try:
+        data = json.loads(text)
+    except ValueError:
+        if "html" in content_type.lower() or text[:100].lower().startswith(("<!doctype", "<html")):
+            title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
+            named = _one_line(html.unescape(title.group(1)), 60) if title else ""
+            what = f"an HTML page titled {named!r}" if named else "an HTML page"
+            raise NotACompletionError(what) from None
+        raise NotACompletionError(f"invalid JSON starting {_one_line(text, 40)!r}") from None
+    if not isinstance(data, dict):
+        raise NotACompletionError(f"a JSON {type(data).__name__} instead of an object")
+    return data
+
+
+def _parse_completion(data: dict[str, Any], chat: bool) -> Completion:
+    """The first choice's text, finish reason and token usage, checked field by field: an
+    answer is never turned into a silently empty sample."""
+    error = data.get("error")
+    if error:
+        detail = error.get("message") if isinstance(error, dict) else error
+        raise NotACompletionError(f"an error object: {_one_line(str(detail), 120)}")
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices:
+        raise NotACompletionError("no choices" if not choices else "'choices' is not a list")
+    choice = choices[0]
+    if not isinstance(choice, dict):
+        raise NotACompletionError("a choice that is not an object")
+    finish = choice.get("finish_reason")
+    if chat:
+        message = choice.get("message")
+        if not isinstance(message, dict):
+            raise NotACompletionError("a choice without a message")
+        text, field = message.get("content"), "message.content"
+    else:
+        text, field = choice.get("text"), "text"
+    # an empty answer cut at the token limit (or withheld by a content filter) is an
+    # answer: the sample filters count it
+    if text is None and finish not in ("length", "content_filter"):
+        raise NotACompletionError(f"a choice with no {field}")
+    if text is not None and not isinstance(text, str):
+        raise NotACompletionError(f"{field} is a {type(text).__name__}, not text")
+    usage = data.get("usage")
+    usage = usage if isinstance(usage, dict) else {}
+
+    def count(key: str) -> int:
+        value = usage.get(key)
+        return int(value) if isinstance(value, int | float) else 0
+
+    return Completion(
+        text=text or "",
+        prompt_tokens=count("prompt_tokens"),
+        completion_tokens=count("completion_tokens"),
+        finish_reason=str(finish or "stop"),
+    )
 
 
 def _retry_after(exc: Exception) -> float | None:
@@ -213,6 +289,11 @@ class OpenAICompatibleLLM:
                 if exc.status_code not in RETRYABLE_STATUS and exc.status_code < 500:
                     raise LLMRequestError(self._describe(exc)) from None
                 error, wait = exc, _retry_after(exc)
+            except NotACompletionError as exc:
+                error, wait = exc, None
+                budget = self.max_retries if self._answered else min(self.max_retries, 2)
+                if attempt >= budget and not stop.is_set():
+                    raise LLMRequestError(self._not_a_completion(exc, attempt + 1)) from None
             if attempt >= self.max_retries or stop.is_set():
                 if stop.is_set():
                     return None
@@ -238,6 +319,15 @@ class OpenAICompatibleLLM:
             f"LLM endpoint {url} still failing after {retries} retries"
             f" ({self._redact(why)[:200]}); check that the server is up and llm.base_url"
             " is right, then re-run: completed samples are kept"
+        )
+
+    def _not_a_completion(self, error: NotACompletionError, attempts: int) -> str:
+        url = self.base_url or "https://api.openai.com/v1 (the default)"
+        return (
+            f"LLM endpoint {url} answered with something that is not an OpenAI-compatible"
+            f" completion ({self._redact(str(error))}) after {attempts} attempts; check that"
+            " llm.base_url is the API root of an OpenAI-compatible server (usually ending"
+            " in /v1)"
         )
 
     def _describe(self, exc: Any) -> str:
@@ -266,17 +356,10 @@ class OpenAICompatibleLLM:
             kwargs["extra_body"] = {"min_p": params.min_p}
         if prompt.messages is not None:
             messages = [{"role": r, "content": c} for r, c in prompt.messages]
-            resp = await client.chat.completions.create(messages=messages, **kwargs)
-            choice = resp.choices[0]
-            text = choice.message.content or ""
+            create = client.chat.completions.with_raw_response.create
+            raw = await create(messages=messages, **kwargs)
         else:
-            resp = await client.completions.create(prompt=prompt.text, **kwargs)
-            choice = resp.choices[0]
-            text = choice.text or ""
-        usage = resp.usage
-        return Completion(
-            text=text,
-            prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-            completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
-            finish_reason=str(choice.finish_reason or "stop"),
-        )
+            raw = await client.completions.with_raw_response.create(prompt=prompt.text, **kwargs)
+        response = raw.http_response
+        data = _json_body(response.content, response.headers.get("content-type", ""))
+        return _parse_completion(data, chat=prompt.messages is not None)
