@@ -30,7 +30,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from synalign.backends.llm.base import Completion, OnResult, Request, can_score
-from synalign.backends.ray.cluster import connect, cpu_nodes, import_ray, placement
+from synalign.backends.ray.cluster import (
+    connect,
+    cpu_nodes,
+    import_ray,
+    own,
+    placement,
+    released_on_error,
+)
 from synalign.backends.ray.workers import EmbedWorker, LLMWorker, OpenAIWorker, WorkerPool
 
 if TYPE_CHECKING:
@@ -136,11 +143,14 @@ class RayLLM:
         if self.config.llm.backend == "openai":
             return bool(self._local.has_chat_template)
         if self._chat is None:
-            self._chat = bool(self.pool().call("info")[1])
+            with released_on_error():
+                self._chat = bool(self.pool().call("info")[1])
         return self._chat
 
     def pool(self) -> WorkerPool:
-        if self._pool is None:
+        """The workers, started on first use (again after a release); they are stopped
+        when this object is dropped or the process exits."""
+        if self._pool is None or self._pool.closed:
             ray = connect(self.config.ray_address)
             nodes = cpu_nodes(ray)
             c = self.config.llm
@@ -161,6 +171,7 @@ class RayLLM:
                 return lambda: cls.options(**opts).remote(cfg)
 
             self._pool = WorkerPool(ray, [maker(i) for i in range(n)], capacity, "LLM")
+            own(self._pool, self)
         return self._pool
 
     def _units(self, requests: Sequence[Request]) -> list[list[int]]:
@@ -175,20 +186,20 @@ class RayLLM:
     ) -> Iterator[tuple[int, Completion]]:
         if not requests:
             return
-        pool = self.pool()
         units = self._units(requests)
 
         def submit(actor: Any, unit: list[int]) -> Any:
             return actor.complete.remote([requests[p] for p in unit])
 
-        for u, (completions, retries), worker in pool.run(units, submit):
-            unit = units[u]
-            self._seen[worker] = max(retries, self._seen.get(worker, 0))
-            self.retries = sum(self._seen.values())
-            for pos, completion in zip(unit, completions, strict=True):
-                if on_result:
-                    on_result(pos, completion)
-                yield pos, completion
+        with released_on_error():
+            for u, (completions, retries), worker in self.pool().run(units, submit):
+                unit = units[u]
+                self._seen[worker] = max(retries, self._seen.get(worker, 0))
+                self.retries = sum(self._seen.values())
+                for pos, completion in zip(unit, completions, strict=True):
+                    if on_result:
+                        on_result(pos, completion)
+                    yield pos, completion
 
 
 class RayEmbedder:
@@ -217,7 +228,9 @@ class RayEmbedder:
         return self._local.token_report(texts)
 
     def pool(self) -> WorkerPool:
-        if self._pool is None:
+        """The workers, started on first use (again after a release); they are stopped
+        when this object is dropped or the process exits."""
+        if self._pool is None or self._pool.closed:
             ray = connect(self.config.ray_address)
             nodes = cpu_nodes(ray)
             cls = ray.remote(EmbedWorker)
@@ -229,9 +242,14 @@ class RayEmbedder:
 
             n = max(1, len(nodes))
             self._pool = WorkerPool(ray, [maker(i) for i in range(n)], 2, "embedding")
+            own(self._pool, self)
         return self._pool
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
+        with released_on_error():
+            return self._encode(texts)
+
+    def _encode(self, texts: Sequence[str]) -> np.ndarray:
         pool = self.pool()
         if not texts:
             if self._dim is None:

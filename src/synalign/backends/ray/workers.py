@@ -123,6 +123,7 @@ class WorkerPool:
         self.slots = [_Slot(make) for make in makers]
         self.capacity = max(1, capacity)
         self.what = what
+        self.closed = False  # its actors were killed (see cluster.release)
         self.deaths = 0
         self._strikes = 0  # deaths since a unit last finished
         self._next = 0
