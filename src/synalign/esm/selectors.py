@@ -12,9 +12,15 @@ import operator
 import numpy as np
 from sklearn.base import BaseEstimator
 
+from synalign.errors import SynAlignError
 from synalign.esm.tracker import GPUncertaintyTracker, as_pool
 from synalign.sda.kernels import BlasThreads, check_bandwidth, median_bandwidth
 
+# Clusters one `select` call builds at most. Each becomes LLM calls (an attribute and a
+# writing call by default), so this is days of generation at the local model's ~4
+# samples/s, while exploring it takes seconds (0.1-0.3 ms a cluster); a budget beyond it
+# is a typo, not a run, and exploring it would run for hours without a word.
+MAX_CLUSTERS = 100_000
 # Points watched between full variance updates; the watched set may grow to
 # max(4x this, n / 32) before a full update is forced.
 _MIN_CANDIDATES = 256
@@ -87,6 +93,11 @@ class _PassSelector(BaseEstimator):
         """Return `n_clusters` lists of pool indices; every point is used once per pass."""
         if operator.index(n_clusters) < 0:
             raise ValueError(f"n_clusters must be non-negative, got {n_clusters}")
+        if n_clusters > MAX_CLUSTERS:
+            raise SynAlignError(
+                f"exploration was asked for {n_clusters:,} demonstration clusters, more than"
+                f" the {MAX_CLUSTERS:,} a run takes: ask for fewer synthetic samples"
+            )
         if operator.index(self.cluster_size) < 1:
             raise ValueError(f"cluster_size must be at least 1, got {self.cluster_size}")
         pool = as_pool(X)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import functools
 import math
 import re
@@ -10,6 +9,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
+from synalign.lar.near_copy import is_near_copy
 from synalign.lar.prompts import word_count
 
 # Every reason a generated sample can be rejected for, in the order they are checked
@@ -67,6 +67,10 @@ _CHAR_LOOP = re.compile(r"(\S{1,4}?)\1{11,}")
 def normalise(text: str) -> str:
     """Case, punctuation and spacing folded: what makes two texts 'the same'."""
     return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+
+# A cluster's demonstrations are compared with each of its samples in turn.
+_normalised_demo = functools.lru_cache(maxsize=64)(normalise)
 
 
 def words_of(text: str) -> list[str]:
@@ -365,10 +369,8 @@ class SampleFilter:
             return "truncated"
         if self.language_ is not None and self.language_.foreign_words(words):
             return "wrong_language"
-        for demo in demos:
-            ratio = difflib.SequenceMatcher(None, norm, normalise(demo), autojunk=False).ratio()
-            if ratio >= self.near_copy:
-                return "near_copy"
+        if any(is_near_copy(norm, _normalised_demo(d), self.near_copy) for d in demos):
+            return "near_copy"
         if norm in self.seen_:
             return "duplicate"
         self.seen_.add(norm)

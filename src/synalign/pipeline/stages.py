@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from synalign.errors import SynAlignError
+from synalign.errors import ConfigError, SynAlignError
 from synalign.lar.generator import Cluster, stable_seed
 from synalign.pipeline.components import build_generator, llm_progress, stage_usage
 from synalign.pipeline.run_dir import STAGES
@@ -29,6 +29,38 @@ if TYPE_CHECKING:
 BASE_MODEL_SIGNS = ("prompt_echo", "truncated", "missing", "unparseable")
 
 
+# The setting that controls each rejection reason, for the advice of `no_sample_message`.
+_MODEL = "use another model (llm.model_path, or llm.model for openai)"
+_CHAT_FORMAT = (
+    'llm.prompt_family = "completion" if llm.model is a base model, else a stronger llm.model'
+)
+_VARIETY = "raise llm.temperature"
+ADVICE = {
+    "empty": _MODEL,
+    "unparseable": _CHAT_FORMAT,
+    "missing": _CHAT_FORMAT,
+    "wrong_label": _CHAT_FORMAT,
+    "refusal": f"{_MODEL}, or milder data.label_descriptions",
+    "narration": _MODEL,
+    "too_short": "lower generate.min_words",
+    "too_long": "raise generate.max_words (unset: twice the longest real text)",
+    "prompt_echo": _MODEL,
+    "copy_of_real": _VARIETY,
+    "repetitive": _VARIETY,
+    "truncated": "raise llm.max_tokens",
+    "wrong_language": f"no setting, the real texts set the language: {_MODEL}",
+    "near_copy": "raise generate.near_copy (1 rejects exact copies only)",
+    "duplicate": _VARIETY,
+    "copy_of_document": _VARIETY,
+    "not_specific": "relax retrieval.check / retrieval.check_quantile",
+    "label_mismatch": (
+        "lower generate.label_check_quantile or generate.label_check_threshold, or set "
+        'generate.label_check = "none"'
+    ),
+}
+_SHOWN_ADVICE = 4  # pieces of advice given, for the most frequent reasons
+
+
 def no_sample_message(
     labels: list[str],
     rejected: list[dict[str, Any]],
@@ -36,15 +68,27 @@ def no_sample_message(
     prompt_family: str | None = None,
 ) -> str:
     """Why a generate stage ended with nothing accepted for `labels`: each label's most
-    frequent rejection reasons, with counts, and the most likely fix first."""
+    frequent rejection reasons, with counts, then the settings behind the reasons that
+    occurred, most frequent first (advice for reasons that did not occur only misleads)."""
     parts = []
     for label in labels:
         counts = Counter(r["reason"] for r in rejected if r["label"] == label)
         top = ", ".join(f"{why} {n}" for why, n in counts.most_common(3))
         parts.append(f"{label!r} (rejected: {top or 'no sample was generated'})")
-    fix = "raise generate.samples_per_label or relax generate.min_words / near_copy"
     signs = sum(r["reason"] in BASE_MODEL_SIGNS for r in rejected)
-    if prompt_family == "chat" and rejected and signs >= 0.5 * len(rejected):
+    base_model = bool(rejected) and prompt_family == "chat" and signs >= 0.5 * len(rejected)
+    # a base model's signs get the prompt-family advice below instead of their own
+    told = {"prompt_echo", "missing", "unparseable"} if base_model else set()
+    ours = Counter(r["reason"] for r in rejected if r["label"] in labels)
+    grouped: dict[str, list[str]] = {}  # advice -> its reasons, most frequent first
+    for why, _ in ours.most_common():
+        if why in ADVICE and why not in told:
+            grouped.setdefault(ADVICE[why], []).append(why)
+    shown = list(grouped.items())[:_SHOWN_ADVICE]
+    advice = [f"{' / '.join(whys)}: {text}" for text, whys in shown]
+    more = "or raise generate.samples_per_label" if advice else "raise generate.samples_per_label"
+    fix = "; ".join([*advice, more])
+    if base_model:
         fix = (
             f"{signs} of {len(rejected)} rejections are {' / '.join(BASE_MODEL_SIGNS)}, what a"
             " base model does with chat prompts: if llm.model is a base (not"
@@ -57,9 +101,37 @@ def no_sample_message(
     )
 
 
+# Samples written per label above which a budget is refused (see `check_budget`).
+MAX_SAMPLES_PER_LABEL = 1_000_000
+
+
+def check_budget(samples_per_label: int, samples_per_cluster: int, attributes: bool) -> int:
+    """The demonstration clusters per label a budget needs; a budget beyond what any run
+    can finish is refused in one line that says what it would cost, before exploration,
+    which would otherwise spend hours building clusters no LLM will ever see."""
+    from synalign.esm.selectors import MAX_CLUSTERS
+
+    clusters = math.ceil(samples_per_label / samples_per_cluster)
+    written = clusters * samples_per_cluster
+    if clusters <= MAX_CLUSTERS and written <= MAX_SAMPLES_PER_LABEL:
+        return clusters
+    if clusters > MAX_CLUSTERS or samples_per_label > MAX_SAMPLES_PER_LABEL:
+        key, value = "generate.samples_per_label (--samples-per-label)", samples_per_label
+        most = min(MAX_CLUSTERS * samples_per_cluster, MAX_SAMPLES_PER_LABEL)
+    else:  # few clusters, but each writes a huge number of samples
+        key, value = "generate.samples_per_cluster", samples_per_cluster
+        most = MAX_SAMPLES_PER_LABEL // clusters
+    calls = clusters * (2 if attributes else 1)  # an attribute and a writing call per cluster
+    raise ConfigError(
+        f"{key} = {value} means {clusters:,} demonstration clusters and at least {calls:,} LLM"
+        f" calls per label ({written:,} samples); a run takes at most {MAX_CLUSTERS:,}"
+        f" clusters and {MAX_SAMPLES_PER_LABEL:,} samples per label: set it to at most {most:,}"
+    )
+
+
 def clusters_per_label(p: Pipeline) -> int:
     g = p.config.generate
-    return math.ceil(g.samples_per_label / g.samples_per_cluster)
+    return check_budget(g.samples_per_label, g.samples_per_cluster, g.attributes)
 
 
 def ingest(p: Pipeline) -> dict[str, Any]:
