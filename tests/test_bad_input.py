@@ -364,11 +364,11 @@ def test_shots_larger_than_the_pool_warn_with_label_and_count(tmp_path: Path) ->
     real = [json.loads(ln) for ln in (config.run_dir / "real.jsonl").read_text().splitlines()]
     assert sum(r["label"] == "pos" for r in real) == 4
     assert sum(r["label"] == "neg" for r in real) == 2
-    # draw_shots itself: every label short, each named with its count
+    # draw_shots itself: every label short, all named with their counts in one line
     _, warnings = draw_shots([Record("0", "a", "x"), Record("1", "b", "y")], 3, seed=0)
     assert warnings == [
-        "label 'x' has only 1 example, fewer than the 3 shots asked for; using all of them",
-        "label 'y' has only 1 example, fewer than the 3 shots asked for; using all of them",
+        "2 labels have fewer examples than the 3 shots asked for: 'x' (1), 'y' (1); using all"
+        " of their examples",
     ]
 
 
@@ -482,21 +482,12 @@ def test_messy_file_runs_on_with_counted_warnings_until_the_llm_is_unreachable(
         f"warning: dropped 1 row with empty text in {path}",
         f"warning: dropped 1 row repeating an earlier row's text and label in {path}"
         " (e.g. line 15 repeats line 2)",
-        "warning: label 'θετικό' has only 2 examples, fewer than the 3 shots asked for;"
-        " using all of them",
-        "warning: label 'αρνητικό' has only 2 examples, fewer than the 3 shots asked for;"
-        " using all of them",
-        "warning: label '[/b]' has only 1 example, fewer than the 3 shots asked for;"
-        " using all of them",
-        f"warning: label 'θετικό' in {path} has only 2 examples, fewer than"
-        " explore.cluster_size (3): its demonstration clusters hold 2 texts each and its"
-        " synthetic texts may be poorly matched; add examples or lower explore.cluster_size",
-        f"warning: label 'αρνητικό' in {path} has only 2 examples, fewer than"
-        " explore.cluster_size (3): its demonstration clusters hold 2 texts each and its"
-        " synthetic texts may be poorly matched; add examples or lower explore.cluster_size",
-        f"warning: label '[/b]' in {path} has only 1 example, fewer than"
-        " explore.cluster_size (3): its demonstration clusters hold 1 text each and its"
-        " synthetic texts may be poorly matched; add examples or lower explore.cluster_size",
+        "warning: 3 labels have fewer examples than the 3 shots asked for: 'θετικό' (2),"
+        " 'αρνητικό' (2), '[/b]' (1); using all of their examples",
+        f"warning: 3 labels in {path} have fewer examples than explore.cluster_size (3):"
+        " 'θετικό' (2), 'αρνητικό' (2), '[/b]' (1); their demonstration clusters hold fewer"
+        " texts and their synthetic texts may be poorly matched; add examples or lower"
+        " explore.cluster_size",
     ] + [w for w in warnings if "embedder" in w]
     # shots drew 3 of the 5 'pos' and 'neg' rows; which ones depends on the seed, so the
     # token warnings are checked against what was drawn

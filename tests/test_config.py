@@ -35,13 +35,14 @@ def test_bad_override_syntax() -> None:
 
 
 def test_toml_round_trip(tmp_path) -> None:
-    c = build_config(
-        {"data": {"path": "x.csv", "label_descriptions": {"a b": 'alpha "q"'}}},
-        ["seed=3", "explore.bandwidth=0.5"],
-    )
+    data = {"path": str(tmp_path / "x.csv"), "label_descriptions": {"a b": 'alpha "q"'}}
+    c = build_config({"data": data}, ["seed=3", "explore.bandwidth=0.5"])
     p = tmp_path / "c.toml"
     p.write_text(to_toml(c))
     assert load_config(p) == c
+    # a relative path in a config file is the file beside it
+    p.write_text(to_toml(build_config({"data": {"path": "x.csv"}})))
+    assert load_config(p).data.path == str(tmp_path / "x.csv")
 
 
 def test_config_file_errors(tmp_path) -> None:

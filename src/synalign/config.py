@@ -18,6 +18,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from synalign.config_base import Section as _Section
+from synalign.config_paths import check_folder, check_run_name, check_seed
 from synalign.config_retrieval import RetrievalConfig
 from synalign.errors import ConfigError
 
@@ -275,6 +276,21 @@ class RunConfig(_Section):
     align: AlignConfig = Field(default_factory=AlignConfig)
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
 
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        return check_run_name(value)
+
+    @field_validator("runs_dir")
+    @classmethod
+    def _folder(cls, value: str) -> str:
+        return check_folder(value)
+
+    @field_validator("seed")
+    @classmethod
+    def _seed(cls, value: int) -> int:
+        return check_seed(value)
+
     @property
     def run_dir(self) -> Path:
         return Path(self.runs_dir) / self.name
@@ -371,16 +387,12 @@ def build_config(
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    """Read a TOML config file; errors name the file and the key."""
+    """A TOML config file's RunConfig; relative input paths in it are read from its folder."""
+    from synalign.config_files import paths_from_folder, read_config_file
+
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: config file not found; pass the path to a TOML file")
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{p}: not UTF-8 text ({err.reason} at byte {err.start})") from err
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{p}: invalid TOML: {err}") from err
+    bundled = {EmbedConfig.model_fields["model"].default}
+    data = paths_from_folder(read_config_file(p), p, bundled)
     return build_config(data, overrides, source=str(p))
 
 

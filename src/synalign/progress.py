@@ -86,10 +86,12 @@ class RichReporter:
         """A plain-text warning; brackets in it are shown, not read as markup."""
         from rich.markup import escape
 
-        self.console.print(f"[yellow]warning:[/yellow] {escape(text)}")
+        self.console.print(
+            f"[yellow]warning:[/yellow] {escape(text)}", highlight=False, soft_wrap=True
+        )
 
     def note(self, text: str) -> None:
         """A plain-text aside, dimmed."""
         from rich.markup import escape
 
-        self.console.print(f"[dim]{escape(text)}[/dim]")
+        self.console.print(f"[dim]{escape(text)}[/dim]", highlight=False, soft_wrap=True)

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 # A lone UTF-16 surrogate ("\ud800" in JSON, often an emoji cut in half) is not a character:
 # UTF-8 cannot store it, so readers, writers and LLM answers put U+FFFD in its place.
 SURROGATE = re.compile("[\ud800-\udfff]")
+# How much of a user's value (a label, an id, a column name) a message quotes.
+SHOWN_CHARS = 60
+# How many values a message about many labels names before '... and N more'.
+LISTED = 5
 # Every character str.splitlines breaks a line at.
 _LINE_BREAK = re.compile("[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
 
@@ -68,10 +73,33 @@ def has_line_break(text: str) -> bool:
     return _LINE_BREAK.search(text) is not None
 
 
-def quoted(text: str) -> str:
-    """`text` in double quotes for a one-line message: every line break and control
-    character escaped (JSON escapes all but U+0085, U+2028 and U+2029 itself)."""
+def quoted(text: str, limit: int = SHOWN_CHARS) -> str:
+    """`text` in double quotes for a one-line message, cut to `limit` characters (see
+    `clip`): every line break and control character escaped (JSON escapes all but U+0085,
+    U+2028 and U+2029 itself)."""
     import json
 
-    shown = json.dumps(text, ensure_ascii=False)
+    shown = json.dumps(clip(text, limit), ensure_ascii=False)
     return _LINE_BREAK.sub(lambda m: f"\\u{ord(m.group()):04x}", shown)
+
+
+def clip(value: Any, limit: int = SHOWN_CHARS) -> str:
+    """`value` as text of at most `limit` characters, then '…': a message quotes what the
+    user wrote, and a 100,000-character label would bury the message it is quoted in."""
+    text = str(value)
+    return text if len(text) <= limit else text[:limit] + "\u2026"
+
+
+def listed(values: Sequence[Any], limit: int = LISTED, quote: str = "'") -> str:
+    """`'a', 'b', 'c', ... and 197 more`: the first `limit` values, each clipped, so that
+    a message about many labels stays one readable line. A (value, count) pair is shown
+    as `'a' (3)`."""
+
+    def show(v: Any) -> str:
+        if isinstance(v, tuple):
+            return f"{quote}{clip(v[0])}{quote} ({v[1]})"
+        return f"{quote}{clip(v)}{quote}"
+
+    shown = ", ".join(show(v) for v in values[:limit])
+    rest = len(values) - limit
+    return f"{shown}, ... and {rest} more" if rest > 0 else shown

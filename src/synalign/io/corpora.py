@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from synalign.errors import ConfigError, SynAlignError
-from synalign.records import Record, labels_of
+from synalign.records import Record, clip, labels_of, listed
 
 # `pool` and `validation` divide `train` (a fifth held out, as the test split is of the
 # whole): settings are chosen on `validation`, never on `test`.
@@ -109,7 +109,7 @@ def dataset_info(name: str) -> DatasetInfo:
         return _INFOS[name]
     except KeyError:
         known = ", ".join(sorted(_INFOS))
-        raise ConfigError(f"unknown dataset '{name}'; choose one of: {known}") from None
+        raise ConfigError(f"unknown dataset '{clip(name)}'; choose one of: {known}") from None
 
 
 def load_corpus(name: str) -> list[Record]:
@@ -131,7 +131,7 @@ def load_split(name: str, split: str, seed: int = 0, test_size: float = 0.2) -> 
     """A fixed stratified train/test split, so every run and benchmark holds out the same
     texts; grouped by speaker where the corpus has one (about `test_size` held out)."""
     if split not in SPLITS:
-        raise ConfigError(f"unknown split '{split}'; choose one of: {', '.join(SPLITS)}")
+        raise ConfigError(f"unknown split '{clip(split)}'; choose one of: {', '.join(SPLITS)}")
     if not 0.0 < test_size < 1.0:
         raise ConfigError(f"test_size must be between 0 and 1 (exclusive), got {test_size}")
     records = load_corpus(name)
@@ -182,7 +182,8 @@ def _split_indices(name: str, seed: int, test_size: float) -> tuple[tuple[int, .
 
 
 def draw_shots(records: list[Record], k: int, seed: int) -> tuple[list[Record], list[str]]:
-    """K real examples per label for the few-shot setting; labels in first-seen order."""
+    """K real examples per label for the few-shot setting; labels in first-seen order.
+    The labels with fewer than K examples are named in one warning, however many."""
     if k <= 0:
         raise ConfigError(f"shots must be a positive number of examples per label, got {k}")
     rng = np.random.default_rng(seed)
@@ -190,19 +191,27 @@ def draw_shots(records: list[Record], k: int, seed: int) -> tuple[list[Record], 
     for r in records:
         by_label[r.label].append(r)
     chosen: list[Record] = []
-    warnings: list[str] = []
+    short: list[tuple[str, int]] = []
     for label, pool in by_label.items():
         if len(pool) <= k:
             if len(pool) < k:
-                warnings.append(
-                    f"label '{label}' has only {len(pool)} example{'s' if len(pool) != 1 else ''},"
-                    f" fewer than the {k} shots asked for; using all of them"
-                )
+                short.append((label, len(pool)))
             chosen.extend(pool)
             continue
         picks = sorted(int(i) for i in rng.choice(len(pool), size=k, replace=False))
         chosen.extend(pool[i] for i in picks)
-    return chosen, warnings
+    if len(short) == 1:
+        ((label, n),) = short
+        return chosen, [
+            f"label '{clip(label)}' has only {n} example{'s' if n != 1 else ''}, fewer than"
+            f" the {k} shots asked for; using all of them"
+        ]
+    if short:
+        return chosen, [
+            f"{len(short)} labels have fewer examples than the {k} shots asked for:"
+            f" {listed(short)}; using all of their examples"
+        ]
+    return chosen, []
 
 
 def _package_dir(package: str) -> Path:

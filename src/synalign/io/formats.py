@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from synalign.errors import InputError
+from synalign.records import clip, quoted
 
 # Column names a record uses for its own fields; kept out of `Record.meta`.
 RESERVED_COLUMNS = ("id", "text", "label")
@@ -72,7 +73,9 @@ def _json_line_rows(text: str, source: str) -> Iterator[tuple[int, Any]]:
         if not line:
             continue
         try:
-            yield lineno, json.loads(line)
+            yield lineno, _loads(line)
+        except _DuplicateKeyError as e:
+            raise InputError(_duplicate_message(source, lineno, e.key)) from e
         except json.JSONDecodeError as e:
             cut = (
                 "; the file looks cut off (was it completely written?)"
@@ -110,7 +113,9 @@ def parse_json(text: str, source: str) -> Table:
         raise InputError(f"{source} is empty; it needs a JSON array of objects")
     if stripped[0] == "{":
         try:
-            obj = json.loads(text)
+            obj = _loads(text)
+        except _DuplicateKeyError as e:
+            raise InputError(_duplicate_message(source, _duplicate_line(text), e.key)) from e
         except json.JSONDecodeError as e:
             if e.msg != "Extra data":
                 raise InputError(f"{source} line {e.lineno} {_json_problem(e)}") from e
@@ -119,7 +124,9 @@ def parse_json(text: str, source: str) -> Table:
     if stripped[0] != "[":
         raise InputError(f"{source}: expected a JSON array of objects or one JSON object per line")
     try:
-        items = json.loads(text)
+        items = _loads(text)
+    except _DuplicateKeyError as e:
+        raise InputError(_duplicate_message(source, _duplicate_line(text), e.key)) from e
     except json.JSONDecodeError as e:
         raise InputError(f"{source} line {e.lineno} {_json_problem(e)}") from e
     rows: list[dict[str, Any]] = []
@@ -133,6 +140,68 @@ def parse_json(text: str, source: str) -> Table:
     if not rows:
         raise InputError(f"{source} holds an empty JSON array; add labelled rows")
     return Table(union_columns(rows), rows, [f"item {i}" for i in range(len(rows))])
+
+
+class _DuplicateKeyError(ValueError):
+    """A JSON object naming one key twice, which json.loads would read as its last value."""
+
+    def __init__(self, key: str, at: int = 0) -> None:
+        super().__init__(key)
+        self.key = key
+        self.at = at
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) < len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKeyError(key)
+            seen.add(key)
+    return obj
+
+
+def _loads(text: str) -> Any:
+    """json.loads, refusing an object that names a key twice: `{"label": "x", "label":
+    "y"}` would otherwise silently become "y"."""
+    return json.loads(text, object_pairs_hook=_unique_keys)
+
+
+def _duplicate_line(text: str) -> int:
+    """The line of the first object in `text` naming a key twice, found by the slower
+    pure-Python parser that knows where each object starts (run only to place the error)."""
+    import json.decoder
+    import json.scanner
+
+    decoder = json.JSONDecoder()
+
+    def parse_object(s_and_end: tuple[str, int], strict: bool, *rest: Any) -> Any:
+        start = s_and_end[1] - 1
+
+        def check(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+            try:
+                return _unique_keys(pairs)
+            except _DuplicateKeyError as e:
+                raise _DuplicateKeyError(e.key, start) from None
+
+        scan_once, object_hook, _, *memo = rest
+        return json.decoder.JSONObject(s_and_end, strict, scan_once, object_hook, check, *memo)
+
+    decoder.parse_object = parse_object  # type: ignore[assignment]
+    decoder.scan_once = json.scanner.py_make_scanner(decoder)  # type: ignore[attr-defined]
+    try:
+        decoder.decode(text)
+    except _DuplicateKeyError as e:
+        return text.count("\n", 0, e.at) + 1
+    return 1
+
+
+def _duplicate_message(source: str, line: int, key: str) -> str:
+    return (
+        f"{source} line {line}: the key {quoted(key)} appears twice in one JSON object (only"
+        " its last value would be read); remove or rename one of them"
+    )
 
 
 def json_kind(obj: Any) -> str:
@@ -183,7 +252,7 @@ def parse_delimited(text: str, source: str, delimiter: str) -> Table:
                 dupes = sorted({c for c in header if header.count(c) > 1})
                 if dupes:
                     raise InputError(
-                        f"{source}: column '{dupes[0]}' appears more than once in the header;"
+                        f"{source}: column '{clip(dupes[0])}' appears more than once in the header;"
                         " give every column a distinct name"
                     )
                 continue

@@ -6,10 +6,12 @@ spelled two ways) come back as warnings for the caller to show or log.
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import numbers
 import re
+import stat
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from synalign.errors import InputError
+from synalign.errors import ConfigError, InputError
+from synalign.io.files import COMPRESSED_SUFFIXES, refuse_compressed, refuse_special, stat_path
 from synalign.io.formats import (
     RESERVED_COLUMNS,
     Table,
@@ -31,11 +34,21 @@ from synalign.io.formats import (
     union_columns,
 )
 from synalign.records import SURROGATE as _SURROGATE
-from synalign.records import Record, has_line_break, has_surrogate, quoted, without_surrogates
+from synalign.records import (
+    Record,
+    clip,
+    has_line_break,
+    has_surrogate,
+    listed,
+    quoted,
+    without_surrogates,
+)
 
 READ_SUFFIXES: tuple[str, ...] = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".parquet")
 # A CSV written from a numeric column with gaps spells 1 as "1.0"; read it as the same label.
 _INTEGRAL_FLOAT = re.compile(r"[+-]?\d+\.0+")
+# How numeric writers spell NaN and the infinities as text (Python, JSON, pandas, R).
+_NOT_A_NUMBER = re.compile(r"[+-]?(?:nan|NaN|NAN|inf|Inf|INF|infinity|Infinity|INFINITY)")
 
 
 @dataclass
@@ -63,6 +76,8 @@ def read_records(
     and "neg". When one label is written both as a number and as a string (1 and "1") the
     rows are merged under one label and a warning says so. Rows with an empty, null or
     whitespace-only text or label are dropped; each kind of drop is counted in one warning.
+    NaN and the infinities are missing values too, as numbers and as the text writers
+    spell them with ('nan', 'inf', 'Infinity'), so a file reads the same in every format.
 
     With `dedupe` (what a run does with its real data) a row repeating an earlier row's
     text under the same label is dropped too, as it would only give that text more weight
@@ -71,12 +86,14 @@ def read_records(
     """
     p = Path(path)
     source = str(path)
-    if not p.exists():
-        raise InputError(f"{source}: no such file or folder; check the path")
-    if p.is_dir():
+    status = stat_path(p, source)
+    if stat.S_ISDIR(status.st_mode):
         table = read_hf_folder(p, source)
     else:
+        refuse_special(status, source)
         suffix = p.suffix.lower()
+        if suffix in READ_SUFFIXES or suffix in COMPRESSED_SUFFIXES:
+            refuse_compressed(p, source)
         if suffix in (".jsonl", ".ndjson"):
             table = parse_jsonl(read_utf8(p, source), source)
         elif suffix == ".json":
@@ -110,27 +127,52 @@ def records_from_rows(
 
 
 def validate_labelled(records: list[Record], source: str, min_per_label: int = 1) -> list[str]:
-    """Reject data that cannot be aligned per label; warn about labels too thin to learn from."""
+    """Reject data that cannot be aligned per label; warn about labels too thin to learn
+    from, in one line however many there are."""
     counts = Counter(r.label for r in records)
     if not counts:
         raise InputError(f"{source} has no labelled rows; add rows with a text and a label")
     if len(counts) < 2:
         (only,) = counts
         raise InputError(
-            f"{source} has only one label '{only}'; SynAlign needs at least two labels"
+            f"{source} has only one label '{clip(only)}'; SynAlign needs at least two labels"
             " (check data.label_column, or add examples of another label)"
         )
-    warnings: list[str] = []
-    for label, n in counts.items():
-        if n < min_per_label:
-            s = "s" if n != 1 else ""
-            warnings.append(
-                f"label '{label}' in {source} has only {n} example{s}, fewer than"
-                f" explore.cluster_size ({min_per_label}): its demonstration clusters hold"
-                f" {n} text{s} each and its synthetic texts may be poorly matched; add"
-                " examples or lower explore.cluster_size"
-            )
-    return warnings
+    thin = [(label, n) for label, n in counts.items() if n < min_per_label]
+    if len(thin) == 1:
+        ((label, n),) = thin
+        s = "s" if n != 1 else ""
+        return [
+            f"label '{clip(label)}' in {source} has only {n} example{s}, fewer than"
+            f" explore.cluster_size ({min_per_label}): its demonstration clusters hold"
+            f" {n} text{s} each and its synthetic texts may be poorly matched; add"
+            " examples or lower explore.cluster_size"
+        ]
+    if thin:
+        return [
+            f"{len(thin)} labels in {source} have fewer examples than explore.cluster_size"
+            f" ({min_per_label}): {listed(thin)}; their demonstration clusters hold fewer"
+            " texts and their synthetic texts may be poorly matched; add examples or lower"
+            " explore.cluster_size"
+        ]
+    return []
+
+
+def check_label_descriptions(descriptions: dict[str, str], labels: list[str], source: str) -> None:
+    """Refuse `data.label_descriptions` entries for labels the data does not have: a
+    misspelt label would otherwise leave the real one undescribed without a word."""
+    known = set(labels)
+    unknown = [label for label in descriptions if label not in known]
+    if not unknown:
+        return
+    which = "label" if len(unknown) == 1 else "labels"
+    close = difflib.get_close_matches(unknown[0], labels, n=1)
+    hint = f" (did you mean '{clip(close[0])}'?)" if close else ""
+    raise ConfigError(
+        f"data.label_descriptions names the {which} {listed(unknown)}{hint}, not found in"
+        f" {source}, whose labels are {listed(labels, limit=10)}; fix the spelling or remove"
+        " the entry"
+    )
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
@@ -153,7 +195,7 @@ def _scalar_str(value: Any) -> str | None:
         return str(int(value))
     if isinstance(value, numbers.Real):
         f = float(value)
-        if math.isnan(f):
+        if not math.isfinite(f):
             return None
         return str(int(f)) if f.is_integer() else repr(f)
     if isinstance(value, dict | list | tuple | set | bytes):
@@ -161,20 +203,30 @@ def _scalar_str(value: Any) -> str | None:
     return str(value).strip() or None
 
 
+def not_a_number(value: Any) -> bool:
+    """NaN or an infinity, as a number or as the text a writer spells one with ('nan',
+    'inf', 'Infinity'): a missing value, in every format alike."""
+    if isinstance(value, str):
+        return _NOT_A_NUMBER.fullmatch(value.strip()) is not None
+    if isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_):
+        return not math.isfinite(float(value))
+    return False
+
+
 def _cell(value: Any, source: str, where: str, column: str, what: str) -> str | None:
     try:
         return _scalar_str(value)
     except TypeError as e:
         raise InputError(
-            f"{source} {where}: column '{column}' holds a {e}, not a single {what};"
-            f" put one {what} per row in '{column}'"
+            f"{source} {where}: column '{clip(column)}' holds a {e}, not a single {what};"
+            f" put one {what} per row in '{clip(column)}'"
         ) from e
 
 
 def _require_column(table: Table, source: str, column: str, fix: str) -> None:
     if column not in table.columns:
-        found = ", ".join(table.columns) or "(none)"
-        raise InputError(f"{source} has no column '{column}' (columns found: {found}); {fix}")
+        found = listed(table.columns, limit=20, quote="") or "(none)"
+        raise InputError(f"{source} has no column '{clip(column)}' (columns found: {found}); {fix}")
 
 
 def _to_records(
@@ -194,6 +246,9 @@ def _to_records(
     first_seen: dict[str, str] = {}
     empty_text = 0
     no_label = 0
+    # where a text or label was NaN or an infinity (counted among the empty ones)
+    nan_text: list[str] = []
+    nan_label: list[str] = []
     # label -> how it was written ("a number", "a string", ...) -> (rows, first raw value)
     spellings: dict[str, dict[str, tuple[int, Any]]] = {}
     # text -> label -> where it first occurs, to drop repeats and spot conflicting labels
@@ -206,15 +261,18 @@ def _to_records(
         if bad:
             surrogates.append((where, bad[0]))
             row = without_surrogates(row)
-        text = _cell(row.get(text_column), source, where, text_column, "text")
-        if text is None:
+        raw_text, raw = row.get(text_column), row.get(label_column)
+        text = _cell(raw_text, source, where, text_column, "text")
+        if text is None or not_a_number(raw_text):
             empty_text += 1
+            nan_text += [where] if not_a_number(raw_text) else []
             continue
-        label = _cell(row.get(label_column), source, where, label_column, "label")
+        label = _cell(raw, source, where, label_column, "label")
         if table.untyped and label is not None and _INTEGRAL_FLOAT.fullmatch(label):
             label = str(int(float(label)))
-        if label is None:
+        if label is None or not_a_number(raw):
             no_label += 1
+            nan_label += [where] if not_a_number(raw) else []
             continue
         if has_line_break(label):
             raise InputError(
@@ -223,7 +281,6 @@ def _to_records(
                 " be one line (prompts show it on one), so rename it in the file"
             )
         if not table.untyped:
-            raw = row.get(label_column)
             kind = "a string" if isinstance(raw, str) else json_kind(raw)
             rows, example = spellings.setdefault(label, {}).get(kind, (0, raw))
             spellings[label][kind] = (rows + 1, example)
@@ -233,12 +290,13 @@ def _to_records(
             got = _cell(row.get(id_column), source, where, id_column, "id")
             if got is None:
                 raise InputError(
-                    f"{source} {where}: empty id in column '{id_column}'; every row needs an id"
+                    f"{source} {where}: empty id in column '{clip(id_column)}'; every row"
+                    " needs an id"
                 )
             if got in first_seen:
                 raise InputError(
-                    f"{source} {where}: id '{got}' already used at {first_seen[got]};"
-                    f" ids in column '{id_column}' must be unique"
+                    f"{source} {where}: id '{clip(got)}' already used at {first_seen[got]};"
+                    f" ids in column '{clip(id_column)}' must be unique"
                 )
             first_seen[got] = where
             rid = got
@@ -262,9 +320,9 @@ def _to_records(
             f" column '{_printable(column)}'); fix the text at its source to keep the character"
         )
     if empty_text:
-        warnings.append(f"dropped {_rows(empty_text)} with empty text in {source}")
+        warnings.append(f"dropped {_rows(empty_text)} with empty text in {source}{_nan(nan_text)}")
     if no_label:
-        warnings.append(f"dropped {_rows(no_label)} with no label in {source}")
+        warnings.append(f"dropped {_rows(no_label)} with no label in {source}{_nan(nan_label)}")
     if duplicates:
         where, first = duplicates[0]
         warnings.append(
@@ -275,24 +333,45 @@ def _to_records(
         where, label, at, other = conflicts[0]
         warnings.append(
             f"{_rows(len(conflicts))} in {source} repeat a text already seen under another"
-            f" label (e.g. {where} '{label}' vs {at} '{other}'); kept under each label"
+            f" label (e.g. {where} '{clip(label)}' vs {at} '{clip(other)}'); kept under each"
+            " label"
         )
-    for label, kinds in spellings.items():
-        if len(kinds) > 1:
-            shown = " and as ".join(
-                f"{kind} ({json.dumps(example, ensure_ascii=False, default=str)}, {_rows(rows)})"
-                for kind, (rows, example) in kinds.items()
-            )
-            warnings.append(
-                f"label '{label}' in {source} is written both as {shown}; labels are read as"
-                f" text, so all of them are the label '{label}'"
-            )
+    warnings += _spelling_warnings(spellings, source)
     if not records:
         raise InputError(
             f"{source} has no rows with both a text ('{text_column}') and a label"
             f" ('{label_column}'); check the column names and the file's contents"
         )
     return LoadResult(records, warnings)
+
+
+def _spelling_warnings(spellings: dict[str, dict[str, tuple[int, Any]]], source: str) -> list[str]:
+    """One line for the labels written both as a number and as a string (1 and "1")."""
+    mixed = [(label, kinds) for label, kinds in spellings.items() if len(kinds) > 1]
+    if not mixed:
+        return []
+    label, kinds = mixed[0]
+    shown = " and as ".join(
+        f"{kind} ({clip(json.dumps(example, ensure_ascii=False, default=str))}, {_rows(rows)})"
+        for kind, (rows, example) in kinds.items()
+    )
+    if len(mixed) == 1:
+        return [
+            f"label '{clip(label)}' in {source} is written both as {shown}; labels are read as"
+            f" text, so all of them are the label '{clip(label)}'"
+        ]
+    return [
+        f"{len(mixed)} labels in {source} are each written in more than one way:"
+        f" {listed([m[0] for m in mixed])} (e.g. '{clip(label)}' as {shown}); labels are"
+        " read as text, so each is one label"
+    ]
+
+
+def _nan(where: list[str]) -> str:
+    """Where NaN or an infinity stood for a missing value, for the drop warning."""
+    if not where:
+        return ""
+    return f" ({len(where)} of them NaN or infinity, e.g. {where[0]}, which count as missing)"
 
 
 def _printable(text: str) -> str:

@@ -62,6 +62,7 @@ class ClassificationTask:
     def read(self, config: RunConfig, records: Sequence[Record] | None = None) -> RealData:
         from synalign.io import read_records, validate_labelled
         from synalign.io.corpora import draw_shots, load_split
+        from synalign.io.readers import check_label_descriptions
 
         d = config.data
         warnings: list[str] = []
@@ -81,6 +82,7 @@ class ClassificationTask:
             real, shot_warnings = draw_shots(real, d.shots, config.seed)
             warnings += shot_warnings
         warnings += validate_labelled(real, source, min_per_label=config.explore.cluster_size)
+        check_label_descriptions(d.label_descriptions, labels_of(real), source)
         self._check_label_names(config, labels_of(real), source)
         return RealData(real, source, warnings)
 
