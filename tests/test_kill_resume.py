@@ -127,8 +127,8 @@ def test_sigkill_in_every_stage_then_resume_gives_the_uninterrupted_outputs(
     # process starts is skipped.
     triggers: list[tuple[str, Callable[[], bool] | float]] = [
         ("explore started", reached("explore")),
-        (f"after {(d := rng.uniform(1.0, uninterrupted)):.1f} s", d),
         ("first attribute answer cached", cached(1)),
+        (f"after {(d := rng.uniform(1.0, uninterrupted)):.1f} s", d),
         ("generate started", reached("generate")),
         ("first sample batch cached", cached(4 + 4)),
         ("third sample batch cached", cached(4 + 12)),

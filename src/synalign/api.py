@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from pydantic import BaseModel
 from sklearn.base import BaseEstimator
 
 from synalign.backends.llm.base import LLM
@@ -70,7 +71,7 @@ class SynAlignResult:
     def to_pairs(self, which: str = "samples") -> list[dict[str, Any]]:
         """A retrieval run's queries as (anchor, positive) pairs, with `weight` for
         `samples`: the columns sentence-transformers' trainers take."""
-        from synalign.pipeline.run_dir import pair_rows
+        from synalign.pipeline.run_export import pair_rows
 
         return pair_rows(self.to_records(which), which == "samples", "this result")
 
@@ -119,6 +120,30 @@ def _rows_of(data: Any) -> list[dict[str, Any]]:
         f"real data of type {type(data).__name__}: give a list of dicts, a pandas "
         "DataFrame or a Hugging Face Dataset"
     )
+
+
+def _settings_dict(settings: Any) -> dict[str, Any]:
+    """`settings` as config data; a section given anything but a mapping is a mistake that
+    would otherwise surface as a TypeError once the parameters are merged into it."""
+    if settings is None:
+        return {}
+    if not isinstance(settings, Mapping):
+        raise ConfigError(
+            f"settings {type(settings).__name__}: give a mapping of config keys, e.g. "
+            '{"generate": {"attributes": False}}'
+        )
+    sections = {n for n, f in RunConfig.model_fields.items() if _is_section(f.annotation)}
+    for key, value in settings.items():
+        if key in sections and not isinstance(value, Mapping):
+            raise ConfigError(
+                f"settings[{key!r}] = {str(value)[:60]!r}: [{key}] is a section; give it a "
+                f'mapping of its keys, e.g. {{"{key}": {{...}}}}'
+            )
+    return {k: dict(v) if isinstance(v, Mapping) else v for k, v in settings.items()}
+
+
+def _is_section(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
 class SynAlign(BaseEstimator):
@@ -189,9 +214,7 @@ class SynAlign(BaseEstimator):
     def config(self, run_dir: str | Path) -> RunConfig:
         """The run config these parameters make, for a run in `run_dir`."""
         root = Path(run_dir)
-        data: dict[str, Any] = {
-            k: dict(v) if isinstance(v, Mapping) else v for k, v in (self.settings or {}).items()
-        }
+        data = _settings_dict(self.settings)
         data.setdefault("data", {}).update(
             {k: v for k, v in (("shots", self.shots), ("item_name", self.item_name)) if v}
         )
@@ -257,6 +280,7 @@ class SynAlign(BaseEstimator):
                 _rows_of(corpus), "corpus", r.id_column, r.document_column
             )
             run = RunDirectory(config.run_dir)
+            run.check_owned()
             run.create()
             documents = zip(docs.ids, docs.texts, strict=True)
             write_jsonl(run.corpus_file, ({"id": i, "text": t} for i, t in documents))

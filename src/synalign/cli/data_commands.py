@@ -117,8 +117,11 @@ def align(
     import numpy as np
 
     from synalign.backends.embed.embedders import SentenceTransformerEmbedder
-    from synalign.io import read_records, write_records
+    from synalign.config_paths import MAX_SEED
+    from synalign.io import output_format, read_records, write_records
+    from synalign.io.targets import check_output
     from synalign.lar.label_check.embedding import METHODS as CHECKS
+    from synalign.pipeline.run_export import check_outside_runs
     from synalign.pipeline.tail import CheckSettings, Labelled, check_and_weight
     from synalign.sda import SCOPES
 
@@ -127,6 +130,10 @@ def align(
         raise ConfigError(f"--scope {scope!r}: choose one of {', '.join(SCOPES)}")
     if label_check not in (*CHECKS, "none"):
         raise ConfigError(f"--label-check {label_check!r}: choose one of {', '.join(CHECKS)}, none")
+    if not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"--seed {seed}: a seed is a whole number from 0 to {MAX_SEED}")
+    check_outside_runs(output)  # before the work: a place it cannot write loses nothing
+    check_output(output, output_format(output))
     real_rows = _read_with_ids(real, text_column, label_column)
     syn_rows = read_records(synthetic, text_column, label_column)
     for w in real_rows.warnings + syn_rows.warnings:
@@ -267,14 +274,16 @@ def export(
     a data card (README.md) that says how it was made, filtered and weighted."""
     from synalign.io import output_format, write_records
     from synalign.pipeline.run_dir import EXPORTABLE, RunDirectory
+    from synalign.pipeline.run_export import check_outside_runs, export_rows
     from synalign.report.card_files import CARD_NAME, run_facts, write_data_card
     from synalign.report.data_card import data_card
 
     if which not in EXPORTABLE:
         raise SynAlignError(f"--which {which!r}: choose 'aligned' or 'synthetic'")
     run = RunDirectory(run_dir)
-    rows = run.export_rows(which, pairs=pairs)
     kind = output_format(output, fmt)
+    check_outside_runs(output)
+    rows = export_rows(run, which, pairs=pairs)
     card = data_card(run_facts(run), rows, which, output.name, kind)
     write_records(output, rows, fmt=kind, description=card)
     out.print(f"wrote {len(rows)} rows to {output}")

@@ -38,7 +38,14 @@ LLMOption = Annotated[
     ),
 ]
 ModelOption = Annotated[
-    str | None, typer.Option("--model", help=keyed("Model name for --llm openai.", "llm.model"))
+    str | None,
+    typer.Option(
+        "--model",
+        help=keyed(
+            "Model name for --llm openai; with --llm llamacpp, the GGUF file (llm.model_path)",
+            "llm.model",
+        ),
+    ),
 ]
 BaseUrlOption = Annotated[
     str | None,
@@ -84,7 +91,8 @@ ForceOption = Annotated[
 def llm_overrides(llm: str | None, model: str | None, base_url: str | None) -> list[str]:
     """The backend flags as config overrides (strings quoted as TOML)."""
     sets = []
-    for key, value in (("llm.backend", llm), ("llm.model", model), ("llm.base_url", base_url)):
+    model_key = "llm.model_path" if llm == "llamacpp" else "llm.model"
+    for key, value in (("llm.backend", llm), (model_key, model), ("llm.base_url", base_url)):
         if value is not None:
             sets.append(f"{key}={json.dumps(value)}")
     return sets

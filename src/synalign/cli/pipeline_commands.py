@@ -93,7 +93,10 @@ def demo(
 
 
 def run(
-    config_file: Annotated[Path, typer.Argument(help="TOML config file (see README).")],
+    config_file: Annotated[
+        Path,
+        typer.Argument(help="TOML config file (see README), or a run folder to carry on."),
+    ],
     set_: SetOption = None,
     name: NameOption = None,
     runs_dir: RunsDirOption = None,
@@ -104,9 +107,22 @@ def run(
     executor: ExecutorOption = None,
     ray_address: RayAddressOption = None,
 ) -> None:
-    """Run the whole pipeline from a TOML config; finished stages are skipped.
+    """Run the whole pipeline from a TOML config, or carry on a run folder (its own
+    config.toml, e.g. after `generate`); finished stages are skipped, damaged ones repaired.
 
     --name and --runs-dir override the config's `name` and `runs_dir`."""
+    from synalign.pipeline.run_dir import RunDirectory
+
+    if config_file.is_dir():
+        folder = RunDirectory(config_file.resolve())
+        if not folder.is_run():
+            raise SynAlignError(
+                f"{config_file} is a folder but not a synalign run; give a TOML config file "
+                "or a run folder (one with state.json)"
+            )
+        config_file = folder.config_path
+        name = folder.root.name if name is None else name
+        runs_dir = str(folder.root.parent) if runs_dir is None else runs_dir
     location = [
         f"{key}={json.dumps(value)}"
         for key, value in (("name", name), ("runs_dir", runs_dir))
@@ -139,12 +155,37 @@ def data_overrides(
         raise SynAlignError("give exactly one of --dataset NAME or --input FILE")
     data: dict[str, Any] = {"text_column": text_column, "label_column": label_column}
     if dataset:
+        _refuse_columns(dataset, text_column, label_column)
         data["dataset"] = dataset
     else:
         data["path"] = str(input_file)
     if shots is not None:
         data["shots"] = shots
     return data
+
+
+def _refuse_columns(dataset: str, text_column: str, label_column: str) -> None:
+    """--text-column / --label-column name columns of an --input file; with a bundled
+    corpus they would be ignored, so giving them is a mistake worth one line."""
+    from synalign.io.corpora import list_datasets
+    from synalign.records import clip
+
+    given = [
+        flag
+        for flag, value, default in (
+            ("--text-column", text_column, "text"),
+            ("--label-column", label_column, "label"),
+        )
+        if value != default
+    ]
+    if given:
+        verb, it = ("applies", "it") if len(given) == 1 else ("apply", "them")
+        labelled = dataset in {info.name for info in list_datasets()}
+        has = "has the columns text and label" if labelled else "brings its own columns"
+        raise SynAlignError(
+            f"{' and '.join(given)} {verb} to --input files; the bundled dataset"
+            f" {clip(dataset)} {has}, so leave {it} out"
+        )
 
 
 def generate(

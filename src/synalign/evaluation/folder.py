@@ -64,6 +64,23 @@ class EvaluationFolder:
     def cache(self, name: str) -> Path:
         return self.root / "cache" / name
 
+    def check_owned(self) -> None:
+        """Refuse a folder that holds files but is not an evaluation: an evaluation writes
+        and replaces files in its folder, which must never be a user's own."""
+        from synalign.errors import SynAlignError
+
+        if self.root.exists() and not self.root.is_dir():
+            raise SynAlignError(f"{self.root} exists and is not a folder; choose another `name`")
+        if not self.root.is_dir() or (self.root / ".lock").is_file():
+            return
+        if self.info_path.is_file() or self.results_dir.is_dir():
+            return
+        if any(self.root.iterdir()):
+            raise SynAlignError(
+                f"{self.root} already holds files and is not a synalign evaluation folder; "
+                "choose another `name` or `runs_dir` (synalign writes only into folders it made)"
+            )
+
     def prepare(self) -> None:
         self.results_dir.mkdir(parents=True, exist_ok=True)
 

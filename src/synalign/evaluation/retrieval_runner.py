@@ -52,6 +52,7 @@ class RetrievalEvaluation:
         c = self.config
         c.check()
         self.corpus, self.train, self.test = self._load()
+        c.folder.check_owned()
         c.eval_dir.mkdir(parents=True, exist_ok=True)
         with run_lock(c.eval_dir):
             self._prepare()

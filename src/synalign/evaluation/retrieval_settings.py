@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from synalign.config import RunConfig, build_config
+from synalign.config_paths import check_location
 from synalign.errors import ConfigError
 from synalign.evaluation.folder import EvaluationFolder
 from synalign.evaluation.methods import VARIANTS
@@ -133,6 +134,7 @@ class RetrievalEvalConfig:
         return EvaluationFolder(self.eval_dir)
 
     def check(self) -> None:
+        check_location(self.name, self.runs_dir, self.seeds)
         if self.dataset and (self.corpus or self.train or self.test):
             raise ConfigError("give either --dataset or --corpus with --train and --test, not both")
         if not self.dataset and not (self.corpus and self.train and self.test):
@@ -174,8 +176,8 @@ class RetrievalEvalConfig:
                 document_column="text",
             )
         raw: dict[str, Any] = {
-            "name": f"seed-{seed}/{variant or 'none'}",
-            "runs_dir": str(self.eval_dir),
+            "name": variant or "none",
+            "runs_dir": str(self.folder.runs_dir(seed)),
             "seed": seed,
             "task": "retrieval",
             "data": data,

@@ -85,6 +85,7 @@ class Evaluation:
         train, test = load_data(c, self.reporter)
         check_labels(c, train, test)
         test = test_subset(c, test)
+        self.folder.check_owned()
         try:
             self.eval_dir.mkdir(parents=True, exist_ok=True)
         except OSError as err:

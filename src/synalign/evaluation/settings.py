@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from synalign.config import GenerateConfig, RunConfig, build_config, parse_override
+from synalign.config_paths import check_location
 from synalign.errors import ConfigError
 from synalign.evaluation.budget_curve import CURVE_METHODS, DEFAULT_MULTIPLES, candidates_for
 from synalign.evaluation.folder import EvaluationFolder
@@ -58,6 +59,12 @@ class EvalConfig(BaseModel):
 
     def check(self) -> None:
         """Raise ConfigError for inconsistent options, naming the option to change."""
+        check_location(self.name, self.runs_dir, self.seeds)
+        if self.dataset and (self.text_column, self.label_column) != ("text", "label"):
+            raise ConfigError(
+                "--text-column and --label-column apply to --train and --test files; the "
+                f"bundled dataset {self.dataset[:60]} has its own columns, so leave them out"
+            )
         if self.dataset and (self.train_path or self.test_path):
             raise ConfigError("give either --dataset NAME or --train FILE --test FILE, not both")
         if self.validation and self.test_path:

@@ -1,6 +1,7 @@
 """Writing run outputs as JSONL, CSV, Parquet or a Hugging Face datasets folder.
 
-Every writer replaces its target atomically, so a reader never sees a partial output.
+Every writer replaces its target atomically, so a reader never sees a partial output, and
+only a file or a datasets folder that SynAlign wrote: never a folder the user made.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from synalign.errors import ConfigError, InputError
 from synalign.io.atomic import atomic_open, fsync_dir, umask
 from synalign.io.formats import RESERVED_COLUMNS, quiet_datasets, union_columns
+from synalign.io.targets import EXPORT_MARKER, cannot_write, check_output, is_own_export
 from synalign.records import SURROGATE as _SURROGATE
 from synalign.records import has_surrogate, without_surrogates
 
@@ -78,16 +80,20 @@ def write_records(
     `load_from_disk(...).info.description` shows it."""
     target = Path(path)
     kind = output_format(target, fmt)
-    if kind == "jsonl":
-        write_jsonl(target, rows)
-    elif kind == "csv":
-        _write_csv(target, rows)
-    elif kind == "parquet":
-        _write_parquet(target, rows)
-    elif kind == "hf":
-        _write_hf(target, rows, description)
-    else:
+    if kind not in WRITE_FORMATS:
         raise ConfigError(f"unknown output format '{fmt}'; use one of {', '.join(WRITE_FORMATS)}")
+    check_output(target, kind)
+    try:
+        if kind == "jsonl":
+            write_jsonl(target, rows)
+        elif kind == "csv":
+            _write_csv(target, rows)
+        elif kind == "parquet":
+            _write_parquet(target, rows)
+        else:
+            _write_hf(target, rows, description)
+    except OSError as err:
+        raise cannot_write(target, err) from err
 
 
 def _csv_value(value: Any) -> Any:
@@ -136,8 +142,7 @@ def _write_parquet(target: Path, rows: list[dict[str, Any]]) -> None:
 def _write_hf(target: Path, rows: list[dict[str, Any]], description: str | None = None) -> None:
     import datasets
 
-    if target.exists() and not target.is_dir():
-        raise ConfigError(f"{target} exists and is not a folder; choose another output path")
+    check_output(target, "hf")
     columns, dense = _dense(rows)
     info = datasets.DatasetInfo(description=without_surrogates(description or ""))
     try:
@@ -156,12 +161,13 @@ def _write_hf(target: Path, rows: list[dict[str, Any]], description: str | None 
     try:
         with quiet_datasets():
             ds.save_to_disk(str(tmp), num_shards=None if dense else 1)
+        (tmp / EXPORT_MARKER).write_text("written by synalign export\n", encoding="utf-8")
         for item in tmp.iterdir():
             if item.is_file():
                 with open(item, "rb") as fh:
                     os.fsync(fh.fileno())
         os.chmod(tmp, 0o777 & ~umask())
-        if target.exists():
+        if target.exists() and is_own_export(target):  # else an empty folder: renamed over
             old = Path(
                 tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent)
             )

@@ -45,6 +45,9 @@ OUTPUTS: dict[str, tuple[str, ...]] = {
 
 EXPORTABLE = ("aligned", "synthetic")
 
+# Files a run writes besides its stage outputs.
+_OWN_FILES = ("state.json", "config.toml", "corpus.jsonl", "report.html")
+
 
 def digest(obj: Any) -> str:
     """A stable hash of JSON-able inputs: a stage's fingerprint."""
@@ -94,21 +97,13 @@ def run_lock(run_dir: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def pair_rows(rows: list[dict[str, Any]], weighted: bool, source: str) -> list[dict[str, Any]]:
-    """Query rows as sentence-transformers training pairs: `anchor` (the query) and
-    `positive` (its document), plus `weight` when `weighted`."""
-    if not rows or "doc_id" not in rows[0]:
-        raise SynAlignError(
-            f"{source} is not a retrieval run; --pairs (to_pairs() in Python) exports "
-            "(query, document) pairs"
-        )
-    out = []
-    for r in rows:
-        row = {"anchor": r["text"], "positive": r["document"]}
-        if weighted:
-            row["weight"] = r["weight"]
-        out.append(row)
-    return out
+def _only_caches(folder: Path) -> bool:
+    """A `cache` folder holding nothing but SQLite caches: what a run (or a caller that
+    opened a run's caches first, or copied them in to resume from) leaves before it starts."""
+    return folder.is_dir() and all(
+        f.is_file() and f.name.startswith(("llm.sqlite", "embeddings.sqlite"))
+        for f in folder.iterdir()
+    )
 
 
 class RunDirectory:
@@ -135,8 +130,11 @@ class RunDirectory:
         return self.root / "corpus.jsonl"
 
     def create(self) -> None:
+        """The run's folder, marked as SynAlign's (its lock file) from the start, so that
+        what is placed in it before the first stage (a corpus given in memory) is its own."""
         try:
             self.root.mkdir(parents=True, exist_ok=True)
+            self.path(".lock").touch()
         except OSError as err:
             raise SynAlignError(
                 f"{self.root}: cannot create the run directory ({err.strerror}); "
@@ -146,21 +144,52 @@ class RunDirectory:
     def lock(self) -> Any:
         return run_lock(self.root)
 
+    def check_owned(self) -> None:
+        """Refuse a folder that holds files but is not a run: a run writes config.toml and
+        real.jsonl and clears temporary files, which must never touch a user's folder."""
+        if not self.root.is_dir():
+            if self.root.exists() or self.root.is_symlink():
+                raise SynAlignError(
+                    f"{self.root} exists and is not a folder; choose another run `name`"
+                )
+            return
+        if self.path(".lock").is_file() or self.is_run():
+            return
+        if any(item.name != "cache" or not _only_caches(item) for item in self.root.iterdir()):
+            raise SynAlignError(
+                f"{self.root} already holds files and is not a synalign run folder; choose "
+                "another run `name` or `runs_dir` (synalign writes only into folders it made)"
+            )
+
     def drop_unfinished_writes(self) -> None:
-        """A killed run leaves hidden temporary files; they are never valid outputs."""
-        for stale in self.root.rglob(".*.tmp"):
-            stale.unlink(missing_ok=True)
+        """A killed run leaves hidden temporary files of its own outputs; they are never
+        valid outputs. Only the run's own temporary names are removed, nothing else."""
+        own = {*_OWN_FILES, *(Path(o).name for outs in OUTPUTS.values() for o in outs)}
+        for folder in (self.root, self.path("report")):
+            if not folder.is_dir() or folder.is_symlink():
+                continue
+            for stale in folder.glob(".*.tmp"):
+                base = stale.name[1:].rsplit(".", 2)[0]
+                if base in own and stale.is_file() and not stale.is_symlink():
+                    stale.unlink(missing_ok=True)
 
     # ----- state ---------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
+        """`state.json`, or no state at all when it is unreadable or not of its shape (a
+        hand-edited file): then every stage runs again, from the caches."""
         p = self.path("state.json")
-        if not p.exists():
+        if not p.is_file():
             return {}
         try:
-            return json.loads(p.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            state = json.loads(p.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError, OSError):
             return {}
+        if not isinstance(state, dict) or not isinstance(state.get("stages", {}), dict):
+            return {}
+        stages = state.get("stages", {})
+        state["stages"] = {k: v for k, v in stages.items() if isinstance(v, dict)}
+        return state
 
     def stages(self) -> dict[str, dict[str, Any]]:
         """Each finished stage's record: fingerprint, seconds and the stage's figures."""
@@ -169,16 +198,37 @@ class RunDirectory:
     def stage(self, name: str) -> dict[str, Any]:
         return self.stages().get(name, {})
 
+    def _sums(self, stage: str) -> dict[str, dict[str, Any]]:
+        """Size and sha256 of each of a stage's outputs, as they are now."""
+        sums = {}
+        for name in OUTPUTS[stage]:
+            p = self.path(name)
+            if p.is_file():
+                with p.open("rb") as fh:
+                    sha = hashlib.file_digest(fh, "sha256").hexdigest()  # as sha256sum prints
+                sums[name] = {"bytes": p.stat().st_size, "sha256": sha}
+        return sums
+
+    def damaged(self, stage: str) -> list[str]:
+        """The outputs of a finished stage that are missing or no longer hold what the stage
+        wrote (cut, edited, replaced); a stage recorded without checksums is checked only
+        for its files being there."""
+        recorded = self.stage(stage).get("outputs")
+        if not isinstance(recorded, dict):
+            return [o for o in OUTPUTS[stage] if not self.path(o).is_file()]
+        now = self._sums(stage)
+        return [o for o in OUTPUTS[stage] if now.get(o) != recorded.get(o)]
+
     def is_done(self, stage: str, fingerprint: str) -> bool:
-        """Finished with these inputs, and its outputs are still there."""
-        outputs_exist = all(self.path(o).exists() for o in OUTPUTS[stage])
-        return self.stage(stage).get("fingerprint") == fingerprint and outputs_exist
+        """Finished with these inputs, and its outputs are still what it wrote."""
+        return self.stage(stage).get("fingerprint") == fingerprint and not self.damaged(stage)
 
     def record_stage(self, stage: str, info: dict[str, Any]) -> None:
+        """A finished stage: its record, with the checksums of the outputs it wrote."""
         from synalign.io import atomic_write_text
 
         state = self.state()
-        state.setdefault("stages", {})[stage] = info
+        state.setdefault("stages", {})[stage] = {**info, "outputs": self._sums(stage)}
         atomic_write_text(self.path("state.json"), json.dumps(state, indent=2, sort_keys=True))
 
     # ----- stage outputs -------------------------------------------------------------
@@ -211,8 +261,17 @@ class RunDirectory:
     def write_real(self, records: list[Record]) -> None:
         self._write_rows("real.jsonl", [r.to_dict() for r in records])
 
+    def _damaged_file(self, name: str, reason: str) -> SynAlignError:
+        return SynAlignError(
+            f"{self.path(name)} is damaged ({reason}); run `synalign run {self.root}` to make "
+            "it again from the cache (no new LLM calls)"
+        )
+
     def real(self) -> list[Record]:
-        return [Record.from_dict(r) for r in self._rows("real.jsonl")]
+        try:
+            return [Record.from_dict(r) for r in self._rows("real.jsonl")]
+        except (KeyError, TypeError, AttributeError) as err:
+            raise self._damaged_file("real.jsonl", f"a row lacks {err}") from None
 
     def write_demos(self, rows: list[dict[str, Any]]) -> None:
         self._write_rows("demos.jsonl", rows)
@@ -255,10 +314,25 @@ class RunDirectory:
         self._write_rows("aligned.jsonl", aligned)
 
     def weights(self) -> np.ndarray:
-        return np.load(self.path("weights.npy"), allow_pickle=False)
+        try:
+            weights = np.load(self.path("weights.npy"), allow_pickle=False)
+        except (ValueError, EOFError, OSError) as err:
+            raise self._damaged_file("weights.npy", str(err).split("\n")[0][:80]) from None
+        if weights.ndim != 1 or weights.dtype.kind != "f":
+            raise self._damaged_file("weights.npy", f"{weights.shape} {weights.dtype}")
+        return weights
+
+    def _json(self, name: str) -> dict[str, Any]:
+        try:
+            value = json.loads(self.path(name).read_text("utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise self._damaged_file(name, "not JSON") from err
+        if not isinstance(value, dict):
+            raise self._damaged_file(name, "not a JSON object")
+        return value
 
     def alignment(self) -> dict[str, Any]:
-        return json.loads(self.path("align.json").read_text("utf-8"))
+        return self._json("align.json")
 
     def aligned(self) -> list[dict[str, Any]]:
         return self._rows("aligned.jsonl")
@@ -266,13 +340,22 @@ class RunDirectory:
     def write_metrics(self, metrics: dict[str, Any]) -> None:
         from synalign.io import atomic_write_text
 
-        self.path("report").mkdir(exist_ok=True)
+        self._report_folder()
         atomic_write_text(self.path("report/metrics.json"), json.dumps(metrics, indent=2))
 
     def metrics(self) -> dict[str, Any]:
-        return json.loads(self.path("report/metrics.json").read_text("utf-8"))
+        return self._json("report/metrics.json")
 
     # ----- the run's report ----------------------------------------------------------
+
+    def _report_folder(self) -> None:
+        folder = self.path("report")
+        if (folder.exists() or folder.is_symlink()) and not folder.is_dir():
+            raise SynAlignError(
+                f"{folder} is a file, where the run keeps its report folder; move or rename "
+                "that file and re-run (synalign does not delete files it did not write)"
+            )
+        folder.mkdir(exist_ok=True)
 
     @property
     def config_path(self) -> Path:
@@ -285,13 +368,15 @@ class RunDirectory:
     def write_report(self, html_text: str) -> Path:
         from synalign.io import atomic_write_text
 
-        self.path("report").mkdir(exist_ok=True)
+        self._report_folder()
         atomic_write_text(self.report_path, html_text)
         return self.report_path
 
     def is_run(self) -> bool:
-        """A pipeline run's folder (not an evaluation's): it has a stage record."""
-        return self.path("state.json").is_file()
+        """A pipeline run's folder (not an evaluation's, nor a datasets folder, which has a
+        state.json of its own): it has a stage record and its config or lock."""
+        has_own = self.config_path.is_file() or self.path(".lock").is_file()
+        return self.path("state.json").is_file() and has_own
 
     def contents(self) -> dict[str, Any]:
         """Everything a run's report shows, from whichever stages have finished: the
@@ -319,49 +404,3 @@ class RunDirectory:
             "weights": weights,
             "alignment": self.alignment() if weights is not None else None,
         }
-
-    # ----- export --------------------------------------------------------------------
-
-    def export_rows(self, which: str, pairs: bool = False) -> list[dict[str, Any]]:
-        """`aligned`: the resampled set; `synthetic`: every accepted sample with its MMD
-        weight, for weighted training. A missing or stale file says which stage to run.
-
-        A retrieval run's rows lead with `anchor` (the query) and `positive` (its
-        document); `pairs` keeps only those two (and `weight` for `synthetic`), the columns
-        sentence-transformers' trainers take."""
-        rows = self._export_rows(which)
-        if pairs:
-            return pair_rows(rows, which == "synthetic", str(self.root))
-        if not rows or "doc_id" not in rows[0]:
-            return rows
-        return [
-            {
-                "anchor": r["text"],
-                "positive": r["document"],
-                **{k: v for k, v in r.items() if k not in ("text", "document")},
-            }
-            for r in rows
-        ]
-
-    def _export_rows(self, which: str) -> list[dict[str, Any]]:
-        if which not in EXPORTABLE:
-            raise SynAlignError(f"`which` {which!r}: choose 'aligned' or 'synthetic'")
-        source = self.path(f"{which}.jsonl")
-        if not source.is_file():
-            raise SynAlignError(
-                f"{source}: not found; run the pipeline first (synalign run / demo) "
-                "or check the run directory"
-            )
-        rows = self._rows(f"{which}.jsonl")
-        if which == "aligned":
-            return rows
-        weights_path = self.path("weights.npy")
-        if not weights_path.is_file():
-            raise SynAlignError(f"{weights_path}: not found; run the align stage first")
-        weights = self.weights()
-        if len(weights) != len(rows):
-            raise SynAlignError(
-                f"{weights_path} has {len(weights)} weights for {len(rows)} samples in "
-                f"{source}; re-run the align stage"
-            )
-        return [{**r, "weight": float(w)} for r, w in zip(rows, weights, strict=True)]

@@ -10,7 +10,8 @@ from __future__ import annotations
 import errno
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import numpy as np
 from synalign.backends.embed.embedders import CachedEmbedder, Embedder
 from synalign.backends.llm.base import LLM
 from synalign.backends.llm.cache import CachedLLM
+from synalign.backends.llm.factory import check_llm_config
 from synalign.config import RunConfig
 from synalign.errors import ConfigError, SynAlignError
 from synalign.io.toml import to_toml
@@ -136,12 +138,13 @@ class Pipeline:
                 Path(c.retrieval.corpus) if c.task == "retrieval" and c.retrieval.corpus else None
             )
             if corpus is not None:
-                inputs["corpus"] = file_digest(corpus) if corpus.exists() else None
+                readable = corpus.is_file() or corpus.is_dir()  # a named pipe would block
+                inputs["corpus"] = file_digest(corpus) if readable else None
             if self.records is not None:
                 inputs["records"] = digest([r.to_dict() for r in self.records])
             elif c.data.path:
                 p = Path(c.data.path)
-                inputs["file"] = file_digest(p) if p.exists() else None
+                inputs["file"] = file_digest(p) if p.is_file() or p.is_dir() else None
             return digest(inputs)
         previous = STAGES[STAGES.index(stage) - 1]
         inputs["after"] = self.run_dir.stage(previous).get("fingerprint")
@@ -169,6 +172,9 @@ class Pipeline:
         """Run every stage up to `until`, skipping the ones already done."""
         if until not in STAGES:
             raise ConfigError(f"unknown stage {until!r}; choose one of {', '.join(STAGES)}")
+        if self._given_llm is None:  # a model file or an endpoint URL that cannot work
+            check_llm_config(self.config.llm)
+        self.run_dir.check_owned()
         self.run_dir.create()
         with self.run_dir.lock():
             return self._run_locked(until, force)
@@ -177,15 +183,19 @@ class Pipeline:
         self.run_dir.drop_unfinished_writes()
         self.run_dir.write_config(to_toml(self.config))
         summary = RunSummary(self.run_dir.root)
+        rerun = force
         for stage in STAGES[: STAGES.index(until) + 1]:
             fp = self.fingerprint(stage)
-            if not force and self.run_dir.is_done(stage, fp):
+            if not rerun and self.run_dir.is_done(stage, fp):
                 summary.skipped.append(stage)
                 self.reporter.note(f"{stage}: up to date, skipped")
                 continue
+            # Whatever follows a stage that ran is made again from what it wrote now.
+            rerun = True
             start = time.perf_counter()
             try:
-                info = (self.task.runner(stage) or stages.RUNNERS[stage])(self) or {}
+                with self._repairing(stage, fp, allow_calls=force):
+                    info = (self.task.runner(stage) or stages.RUNNERS[stage])(self) or {}
             except (OSError, sqlite3.OperationalError) as err:
                 if not _cannot_write(err):
                     raise
@@ -201,6 +211,32 @@ class Pipeline:
             summary.metrics = self.run_dir.metrics()
         summary.report = self.write_report()
         return summary
+
+    @contextmanager
+    def _repairing(self, stage: str, fingerprint: str, allow_calls: bool) -> Iterator[None]:
+        """A finished stage whose files were damaged is made again from the response cache
+        alone: a repair never pays for an LLM call unless asked to (`force`), and says how
+        to ask for it."""
+        recorded = self.run_dir.stage(stage).get("fingerprint") == fingerprint
+        damaged = self.run_dir.damaged(stage) if recorded and not allow_calls else []
+        if not damaged or stage not in ("describe", "generate"):
+            if damaged:
+                self.reporter.note(f"{stage}: {', '.join(damaged)} changed on disk, made again")
+            yield
+            return
+        files = ", ".join(str(self.run_dir.path(d)) for d in damaged)
+        self.llm.cache_only = (
+            f"{files} no longer holds what the {stage} stage wrote, and its LLM answers are "
+            f"not all in {self.run_dir.llm_cache}; re-run with --force to make them again "
+            "(new LLM calls)"
+        )
+        self.reporter.note(
+            f"{stage}: {', '.join(damaged)} changed on disk, made again from the cache"
+        )
+        try:
+            yield
+        finally:
+            self.llm.cache_only = None
 
     def write_report(self) -> Path:
         """report/report.html from whatever the run holds now: written at the end of every
@@ -225,10 +261,8 @@ def rebuild_report(root: str | Path) -> Path:
     from synalign.config import load_config
 
     run_dir = RunDirectory(root)
-    where = [
-        f"name={json.dumps(run_dir.root.name)}",
-        f"runs_dir={json.dumps(str(run_dir.root.parent))}",
-    ]
+    folder = run_dir.root.resolve()  # `.` or `..` name no folder of their own
+    where = [f"name={json.dumps(folder.name)}", f"runs_dir={json.dumps(str(folder.parent))}"]
     pipeline = Pipeline(load_config(run_dir.config_path, where))
     with run_dir.lock():
         return pipeline.write_report()

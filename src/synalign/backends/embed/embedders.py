@@ -6,7 +6,6 @@ import contextlib
 import hashlib
 import io
 import json
-import sqlite3
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from synalign.backends.offline import bundled_models_offline
+from synalign.backends.sqlite_store import connect, readable
 from synalign.errors import ConfigError
 
 BUNDLED_MODEL = "all-MiniLM-L6-v2"
@@ -170,20 +170,22 @@ class SentenceTransformerEmbedder:
         return np.asarray(vecs, dtype=np.float32)
 
 
+# What the embedding cache holds, and what deleting it costs.
+_DAMAGED = ("the embeddings computed so far", "they are computed again; no LLM calls")
+
+
 class CachedEmbedder:
     """Only texts never seen before are encoded; vectors live in SQLite keyed by text hash."""
 
     def __init__(self, embedder: Embedder, path: str | Path) -> None:
         self.embedder = embedder
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, dim INTEGER, vec BLOB)"
+        self._db = connect(
+            self.path,
+            "CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, dim INTEGER, vec BLOB)",
+            *_DAMAGED,
         )
-        self._db.commit()
         self.hits = 0
         self.misses = 0
 
@@ -197,7 +199,7 @@ class CachedEmbedder:
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         keys = [self._key(t) for t in texts]
         found: dict[str, np.ndarray] = {}
-        with self._lock:
+        with self._lock, readable(self.path, *_DAMAGED):
             for start in range(0, len(keys), 500):
                 chunk = list(dict.fromkeys(keys[start : start + 500]))
                 marks = ",".join("?" * len(chunk))
@@ -211,7 +213,7 @@ class CachedEmbedder:
         if todo:
             text_of = dict(zip(keys, texts, strict=True))
             vecs = self.embedder.encode([text_of[k] for k in todo])
-            with self._lock:
+            with self._lock, readable(self.path, *_DAMAGED):
                 self._db.executemany(
                     "INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)",
                     [

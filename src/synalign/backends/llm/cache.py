@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -20,6 +19,8 @@ from synalign.backends.llm.base import (
     can_score,
     generate,
 )
+from synalign.backends.sqlite_store import connect, readable
+from synalign.errors import SynAlignError
 
 
 def cache_key(backend: str, model: str, prompt: Prompt, params: SamplingParams, index: int) -> str:
@@ -40,24 +41,26 @@ def digest(payload: object) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
+# What the response cache holds, and what deleting it costs.
+_DAMAGED = ("the LLM answers received so far", "every answer in it will be asked for again")
+
+
 class ResponseCache:
     """Key/value store of completions; WAL mode so a killed writer never corrupts it."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(
+        self._db = connect(
+            self.path,
             "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, text TEXT NOT NULL,"
-            " prompt_tokens INTEGER, completion_tokens INTEGER, finish_reason TEXT)"
+            " prompt_tokens INTEGER, completion_tokens INTEGER, finish_reason TEXT)",
+            *_DAMAGED,
         )
-        self._db.commit()
+        self._db.execute("PRAGMA synchronous=NORMAL")
 
     def get(self, key: str) -> Completion | None:
-        with self._lock:
+        with self._lock, readable(self.path, *_DAMAGED):
             row = self._db.execute(
                 "SELECT text, prompt_tokens, completion_tokens, finish_reason"
                 " FROM responses WHERE key = ?",
@@ -72,7 +75,7 @@ class ResponseCache:
 
     def put_many(self, items: Sequence[tuple[str, Completion]]) -> None:
         """One transaction: after a crash either all of `items` are stored or none."""
-        with self._lock:
+        with self._lock, readable(self.path, *_DAMAGED):
             self._db.executemany(
                 "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?)",
                 [
@@ -83,7 +86,7 @@ class ResponseCache:
             self._db.commit()
 
     def __len__(self) -> int:
-        with self._lock:
+        with self._lock, readable(self.path, *_DAMAGED):
             return int(self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
 
     def close(self) -> None:
@@ -134,6 +137,8 @@ class CachedLLM:
         self.cache = cache
         self.usage = UsageCounter()
         self._lock = threading.Lock()
+        # When set, a call that is not cached is refused with this message instead of made.
+        self.cache_only: str | None = None
 
     @property
     def backend(self) -> str:
@@ -173,6 +178,8 @@ class CachedLLM:
             yield pos, hit
         if not missing:
             return
+        if self.cache_only:
+            raise SynAlignError(self.cache_only)
         retries_before = getattr(self.llm, "retries", 0)
         batch: list[tuple[int, Completion]] = []
 
@@ -215,6 +222,8 @@ class CachedLLM:
             with self._lock:
                 self.usage.scoring_cache_hits += 1
             return [float(v) for v in json.loads(hit.text)]
+        if self.cache_only:
+            raise SynAlignError(self.cache_only)
         scores = self.llm.continuation_logprobs(prefix, query, continuations)  # type: ignore[attr-defined]
         self.cache.put(key, Completion(text=json.dumps(scores)))
         with self._lock:

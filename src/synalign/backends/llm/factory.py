@@ -25,6 +25,12 @@ def check_llm_config(config: LLMConfig) -> None:
                 f"llm.model_path {config.model_path}: model file not found; set it to a GGUF"
                 " file, or leave it unset for the bundled model"
             )
+        if not is_gguf(path):
+            raise ConfigError(
+                f"llm.model_path {config.model_path}: not a GGUF model file (it does not "
+                "begin with 'GGUF'); set it to a llama.cpp .gguf file, or leave it unset for "
+                "the bundled model"
+            )
     if config.backend == "openai":
         for url in base_urls(config):
             if not url.startswith(("http://", "https://")):
@@ -32,6 +38,16 @@ def check_llm_config(config: LLMConfig) -> None:
                     f"llm.base_url {url!r}: not an http(s) URL; write it like"
                     " http://127.0.0.1:8080/v1"
                 )
+
+
+def is_gguf(path: Path) -> bool:
+    """A GGUF file begins with these four bytes; llama.cpp fails on anything else with an
+    error of its own."""
+    try:
+        with path.open("rb") as f:
+            return f.read(4) == b"GGUF"
+    except OSError:
+        return False
 
 
 def base_urls(config: LLMConfig) -> list[str]:
