@@ -123,17 +123,17 @@ def test_sigkill_in_every_stage_then_resume_gives_the_uninterrupted_outputs(
 
     rng = random.Random(7)
     # The start of each stage that lasts long enough to be hit, points between the LLM
-    # batches, and two random moments. A trigger already met when a
-    # process starts is skipped.
+    # batches, then two random moments (last, so that a late one cannot jump past the
+    # fixed points). A trigger already met when a process starts is skipped.
     triggers: list[tuple[str, Callable[[], bool] | float]] = [
         ("explore started", reached("explore")),
         ("first attribute answer cached", cached(1)),
-        (f"after {(d := rng.uniform(1.0, uninterrupted)):.1f} s", d),
         ("generate started", reached("generate")),
         ("first sample batch cached", cached(4 + 4)),
         ("third sample batch cached", cached(4 + 12)),
         ("label check scoring", cached(4 + 16 + 2)),
         ("align started", reached("align")),
+        (f"after {(d := rng.uniform(1.0, uninterrupted)):.1f} s", d),
         (f"after {(d := rng.uniform(1.0, uninterrupted / 2)):.1f} s", d),
     ]
     landed: list[tuple[str, str]] = []
