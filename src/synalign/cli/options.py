@@ -12,6 +12,8 @@ from typing import Annotated
 
 import typer
 
+from synalign.backends.llm.generators import generator_names
+
 
 def keyed(text: str, key: str) -> str:
     """`text` as the help of an option that sets config key `key`."""
@@ -42,7 +44,8 @@ ModelOption = Annotated[
     typer.Option(
         "--model",
         help=keyed(
-            "Model name for --llm openai; with --llm llamacpp, the GGUF file (llm.model_path)",
+            "Model name for --llm openai; with --llm llamacpp a named generator "
+            "(gemma-3-270m, qwen2.5-coder-1.5b) or a GGUF file (llm.model_path)",
             "llm.model",
         ),
     ),
@@ -91,7 +94,8 @@ ForceOption = Annotated[
 def llm_overrides(llm: str | None, model: str | None, base_url: str | None) -> list[str]:
     """The backend flags as config overrides (strings quoted as TOML)."""
     sets = []
-    model_key = "llm.model_path" if llm == "llamacpp" else "llm.model"
+    named = model in generator_names()
+    model_key = "llm.model_path" if llm == "llamacpp" and not named else "llm.model"
     for key, value in (("llm.backend", llm), (model_key, model), ("llm.base_url", base_url)):
         if value is not None:
             sets.append(f"{key}={json.dumps(value)}")

