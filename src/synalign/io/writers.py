@@ -142,7 +142,6 @@ def _write_parquet(target: Path, rows: list[dict[str, Any]]) -> None:
 def _write_hf(target: Path, rows: list[dict[str, Any]], description: str | None = None) -> None:
     import datasets
 
-    check_output(target, "hf")
     columns, dense = _dense(rows)
     info = datasets.DatasetInfo(description=without_surrogates(description or ""))
     try:
