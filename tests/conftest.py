@@ -15,7 +15,7 @@ settings.load_profile("synalign")
 @pytest.fixture(scope="session")
 def gemma() -> LlamaCppLLM:
     llm = LlamaCppLLM(n_ctx=1024, parallel_samples=4)
-    llm._completion_decoder()
+    llm._stream_decoder()
     return llm
 
 

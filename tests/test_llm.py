@@ -48,34 +48,56 @@ def test_chat_model_through_llamacpp(smollm_path: str) -> None:
     assert out[0].text.strip()
 
 
-def test_a_batch_is_decoded_together_and_repeats_exactly(gemma: LlamaCppLLM) -> None:
+def test_a_stage_is_decoded_together_and_repeats_exactly(gemma: LlamaCppLLM) -> None:
     other = Prompt(
         text="Movie review (negative): Dull and far too long.\n\nMovie review (negative):"
     )
     requests = [Request(PROMPT, PARAMS, i) for i in range(5)] + [Request(other, PARAMS, 0)]
     first = dict(gemma.stream(requests))
-    # the prompt is read once per batch: every answer of a batch reports the same prompt
+    assert sorted(first) == list(range(6))
     assert len({first[i].prompt_tokens for i in range(5)}) == 1
     assert first[5].prompt_tokens != first[0].prompt_tokens
-    # batch boundaries are marked (at most 4 sequences at a time in this fixture's config)
-    marks = [first[i].batch_end for i in range(6)]
-    assert marks == [False, False, False, True, True, True]
-    # the same requests after other work give the same answers (prefix cache or not)
+    # every answer is final when it is yielded: a cache may store each one at once
+    assert all(c.batch_end for c in first.values())
+    # the same requests after other work give the same answers
     gemma.generate(other, SamplingParams(max_tokens=8, seed=9), [0])
     again = dict(gemma.stream(requests))
     assert [again[i].text for i in range(6)] == [first[i].text for i in range(6)]
     assert all(c.completion_tokens <= PARAMS.max_tokens for c in first.values())
 
 
-def test_cache_stores_a_batch_whole_or_not_at_all(gemma: LlamaCppLLM, tmp_path: Path) -> None:
+def test_same_seed_same_sample_alone_or_beside_others(gemma: LlamaCppLLM) -> None:
+    """A sample depends on its prompt, parameters and seed only: decoded one at a time, in
+    reverse order, gives what decoding many prompts' samples together gave."""
+    texts = [
+        "Movie review (negative): Dull and far too long.\n\nMovie review (negative):",
+        "Movie review (positive): A joy.\n\nMovie review (positive): Warm and sharp.\n\n"
+        "Movie review (positive):",
+        "Movie review (negative): A mess.\n\nMovie review (negative):",
+    ]
+    params = SamplingParams(max_tokens=24, seed=11)
+    requests = [Request(Prompt(text=t), params, i) for t in texts for i in range(5)]
+    requests += [Request(PROMPT, PARAMS, i) for i in range(3)]
+    together = dict(gemma.stream(requests))
+    alone = LlamaCppLLM(gemma.model_path, n_ctx=1024, parallel_samples=1)
+    one_by_one = {len(requests) - 1 - pos: c for pos, c in alone.stream(requests[::-1])}
+    assert [one_by_one[i].text for i in range(len(requests))] == [
+        together[i].text for i in range(len(requests))
+    ]
+    assert len({c.text for c in together.values()}) >= len(requests) - 2
+
+
+def test_cache_keeps_every_answer_of_an_interrupted_stream(
+    gemma: LlamaCppLLM, tmp_path: Path
+) -> None:
     llm = CachedLLM(gemma, ResponseCache(tmp_path / "llm.sqlite"))
     requests = [Request(PROMPT, PARAMS, i) for i in range(6)]
     stream = llm.stream(requests)
-    got = [next(stream) for _ in range(5)]  # the first batch (4) and one of the second (2)
-    stream.close()  # the consumer dies mid-batch
-    assert len(got) == 5 and len(llm.cache) == 4
-    # the re-run decodes the missing batch whole and matches an uninterrupted run
+    got = [next(stream) for _ in range(3)]
+    stream.close()  # the consumer dies mid-stage
+    assert len(got) == 3 and len(llm.cache) == 3
+    # the re-run decodes only the missing answers and matches an uninterrupted run
     resumed = dict(llm.stream(requests))
-    assert llm.usage.calls == 4 + 2 and llm.usage.cache_hits == 4
+    assert llm.usage.calls == 3 + 3 and llm.usage.cache_hits == 3
     fresh = dict(gemma.stream(requests))
     assert [resumed[i].text for i in range(6)] == [fresh[i].text for i in range(6)]

@@ -114,11 +114,12 @@ class LLMConfig(_Section):
     n_ctx: int = Field(2048, gt=0, description="Context window for the local model.")
     threads: int | None = Field(None, gt=0, description="CPU threads; all cores if unset.")
     parallel_samples: int = Field(
-        8,
+        32,
         gt=0,
         le=64,
-        description="Local model: samples of one prompt decoded together in one batch "
-        "(the prompt is read once); 1 decodes them one by one.",
+        description="Local model: samples decoded together, of any prompts of a stage "
+        "(each prompt is read once); 1 decodes them one by one. The same seed gives the "
+        "same samples whatever this is.",
     )
     concurrency: int = Field(8, gt=0, description="Requests in flight at once (openai).")
     timeout: float = Field(120.0, gt=0, description="Seconds before a request is retried.")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from synalign.backends.llm.base import (
     sample_seed,
 )
 from synalign.backends.llm.generators import bundled_model_path
-from synalign.backends.llm.shared_prefix import SharedPrefixDecoder, load_model
+from synalign.backends.llm.stream_decoder import Job, StreamDecoder, load_model
 from synalign.errors import ConfigError
 
 
@@ -33,10 +32,9 @@ def llama_get_logits(ctx: Any) -> Any:
 class LlamaCppLLM:
     """llama-cpp-python in-process; loaded on first use so building one is cheap.
 
-    Completion prompts go through `SharedPrefixDecoder`: consecutive requests for the same
-    prompt and parameters are decoded together, up to `parallel_samples` at a time, with
-    the prompt read once. Chat prompts use llama-cpp-python's chat formatting, one call
-    per sample.
+    Every request of a `stream` call goes through one `StreamDecoder`: up to
+    `parallel_samples` samples, of any prompts, are decoded together, each prompt read
+    once. Chat prompts are written out with the model's own chat template first.
     """
 
     def __init__(
@@ -44,7 +42,7 @@ class LlamaCppLLM:
         model_path: str | Path | None = None,
         n_ctx: int = 2048,
         n_threads: int | None = None,
-        parallel_samples: int = 8,
+        parallel_samples: int = 32,
     ) -> None:
         self.model_path = Path(model_path) if model_path is not None else None
         if self.model_path is not None and not self.model_path.is_file():
@@ -56,8 +54,8 @@ class LlamaCppLLM:
         self.n_threads = n_threads or os.cpu_count() or 1
         self.parallel_samples = max(1, parallel_samples)
         self._model: Any = None
-        self._decoder: SharedPrefixDecoder | None = None
-        self._chat: Any = None
+        self._decoder: StreamDecoder | None = None
+        self._chat_format: Any = None
         self._scorer: Any = None
         self._scored_prefix: list[int] = []
 
@@ -81,9 +79,9 @@ class LlamaCppLLM:
             self._model = load_model(str(self.model_path))
         return self._model
 
-    def _completion_decoder(self) -> SharedPrefixDecoder:
+    def _stream_decoder(self) -> StreamDecoder:
         if self._decoder is None:
-            self._decoder = SharedPrefixDecoder(
+            self._decoder = StreamDecoder(
                 self._weights(),
                 n_ctx=self.n_ctx,
                 n_threads=self.n_threads,
@@ -105,11 +103,6 @@ class LlamaCppLLM:
                 verbose=False,
                 seed=0,
             )
-
-    def _chat_model(self) -> Any:
-        if self._chat is None:
-            self._chat = self._context(self.n_ctx)
-        return self._chat
 
     @property
     def has_chat_template(self) -> bool:
@@ -171,43 +164,49 @@ class LlamaCppLLM:
     def stream(
         self, requests: Sequence[Request], on_result: OnResult | None = None
     ) -> Iterator[tuple[int, Completion]]:
-        """Runs of requests that share prompt and parameters are decoded as one batch."""
-        for group in _runs(requests, self.parallel_samples):
-            first = requests[group[0]]
-            if first.prompt.messages is not None:
-                completions = [self._chat_complete(requests[pos]) for pos in group]
-            else:
-                seeds = [sample_seed(first.params.seed, requests[pos].index) for pos in group]
-                completions = self._completion_decoder().complete(
-                    first.prompt.text or "", first.params, seeds
-                )
-            completions[-1] = replace(completions[-1], batch_end=True)
-            for pos, completion in zip(group, completions, strict=True):
-                if on_result:
-                    on_result(pos, completion)
-                yield pos, completion
+        """All requests decoded together; each answer is final the moment it is yielded."""
+        decoder = self._stream_decoder()
+        jobs = [
+            Job(
+                self._prompt_tokens(decoder, r.prompt),
+                r.params,
+                sample_seed(r.params.seed, r.index),
+            )
+            for r in requests
+        ]
+        for pos, completion in decoder.run(jobs):
+            if on_result:
+                on_result(pos, completion)
+            yield pos, completion
 
-    def _chat_complete(self, request: Request) -> Completion:
-        llama = self._chat_model()
-        params, prompt = request.params, request.prompt
-        messages = [{"role": r, "content": c} for r, c in prompt.messages or ()]
-        resp = llama.create_chat_completion(
-            messages=messages,
-            max_tokens=params.max_tokens,
-            temperature=params.temperature,
-            top_p=params.top_p,
-            min_p=0.05 if params.min_p is None else params.min_p,
-            stop=list(params.stop) or None,
-            seed=sample_seed(params.seed, request.index),
+    def _prompt_tokens(self, decoder: StreamDecoder, prompt: Prompt) -> tuple[int, ...]:
+        if prompt.messages is None:
+            return decoder.tokenize(prompt.text or "")
+        formatted = self._chat_formatter()(
+            messages=[{"role": r, "content": c} for r, c in prompt.messages]
         )
-        choice = resp["choices"][0]
-        usage = resp.get("usage", {})
-        return Completion(
-            text=choice["message"]["content"] or "",
-            prompt_tokens=int(usage.get("prompt_tokens", 0)),
-            completion_tokens=int(usage.get("completion_tokens", 0)),
-            finish_reason=str(choice.get("finish_reason") or "stop"),
-        )
+        return decoder.tokenize(formatted.prompt, add_bos=not formatted.added_special)
+
+    def _chat_formatter(self) -> Any:
+        """The model's own chat template, as llama-cpp-python's chat completion applies it."""
+        if self._chat_format is None:
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            model = self._weights()
+            template = (model.metadata() or {}).get("tokenizer.chat_template")
+            if not template:
+                raise ConfigError(
+                    f"{self.model}: chat prompts need a model with a chat template; "
+                    'set llm.prompt_family = "completion"'
+                )
+            eos, bos = model.token_eos(), model.token_bos()
+            self._chat_format = Jinja2ChatFormatter(
+                template=template,
+                eos_token=model.token_get_text(eos) if eos != -1 else "",
+                bos_token=model.token_get_text(bos) if bos != -1 else "",
+                stop_token_ids=[eos],
+            )
+        return self._chat_format
 
 
 def _runs(requests: Sequence[Request], size: int) -> Iterator[list[int]]:

@@ -5,9 +5,10 @@ alignment (SDA) stay in the driver process, so a run's outputs do not depend on 
 executor. The units of work are chosen so that every worker computes what the local
 backend would have computed:
 
-- the llama.cpp backend: whole runs of requests that share prompt and parameters, in
-  pieces of `llm.parallel_samples` (the same batches `LlamaCppLLM.stream` decodes), each
-  answered with `batch_end` on its last completion so that `CachedLLM` stores it whole;
+- the llama.cpp backend: runs of requests that share prompt and parameters, in pieces of
+  `llm.parallel_samples` (a sample does not depend on what is decoded beside it, so any
+  grouping gives the local answers), each answered with `batch_end` on its last
+  completion so that `CachedLLM` stores it whole;
 - an OpenAI-compatible backend: one request at a time, on workers bound round-robin to the
   endpoints of `llm.base_url` (one URL or a list); a new request goes to the least
   loaded worker, at most `llm.concurrency` in flight on each;
