@@ -170,6 +170,9 @@ def test_run_from_config_file_with_overrides(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "SynAlign run summary" in proc.stdout
     metrics = json.loads((tmp_path / "bbc-news" / "report" / "metrics.json").read_text())
+    assert re.fullmatch(r"[0-9a-f]{64}", metrics["model_sha256"])
+    flat = re.sub(r"[\s│┃]", "", proc.stdout)  # the summary table folds long values
+    assert f"(sha256{metrics['model_sha256'][:12]}...)" in flat
     assert metrics["labels"] == 5 and metrics["clusters"] == 5 and metrics["generated"] == 10
     again = synalign(
         "run",

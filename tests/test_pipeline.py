@@ -1,5 +1,6 @@
 """End to end: all three stages with the real bundled model and embedder, tiny budget."""
 
+import hashlib
 import json
 import re
 
@@ -51,6 +52,10 @@ def test_end_to_end_then_skip_then_resume(tmp_path, gemma: LlamaCppLLM) -> None:
     assert all(len(d["demo_ids"]) == 2 for d in demos)
     synthetic = read_jsonl(run / "synthetic.jsonl")
     assert synthetic and all(s["model"] == "gemma-3-270m-q4_k_m.gguf" for s in synthetic)
+    # the exact model file, by sha256, in every sample, the stage record and the metrics
+    digest = hashlib.sha256(gemma.model_path.read_bytes()).hexdigest()
+    assert all(s["model_sha256"] == digest for s in synthetic)
+    assert m["model"] == "gemma-3-270m-q4_k_m.gguf" and m["model_sha256"] == digest
     assert all(s["demo_ids"] and "sampling" in s and s["seed"] == 1 for s in synthetic)
     real_ids = {r["id"] for r in read_jsonl(run / "real.jsonl")}
     assert all(set(s["demo_ids"]) <= real_ids for s in synthetic)
@@ -136,6 +141,7 @@ def _check_data_cards(run, tmp_path, runner, app, labels) -> None:
             row = next(ln for ln in weights.splitlines() if ln.startswith(f"| {label} |"))
             assert f"| {ess:.2f} |" in row
         assert "`gemma-3-270m-q4_k_m.gguf`" in card and "| seed | 1 |" in card
+        assert re.search(r"sha256 `[0-9a-f]{64}`", card), target
         assert "`rotten-tomatoes`" in card and "12 real records" in card
     hf_card = cards["out_hf"].read_text()
     assert hf_card.startswith("---\n")

@@ -39,6 +39,13 @@ def _priced(metrics: dict[str, Any]) -> bool:
     return any(v is not None for v in (metrics.get("llm_cost") or {}).values())
 
 
+def _model(metrics: dict[str, Any]) -> str | None:
+    """The model that wrote the samples, with the start of its file's sha256 for a local
+    model (metrics.json and the data card hold the whole digest)."""
+    model, digest = metrics.get("model"), metrics.get("model_sha256")
+    return f"{model} (sha256 {digest[:12]}...)" if model and digest else model
+
+
 def summary_table(metrics: dict[str, Any], wall: float) -> Table:
     """What a pipeline run did, from its report metrics and this invocation's wall time."""
     table = Table(title="SynAlign run summary", show_header=True, header_style="bold")
@@ -62,6 +69,7 @@ def summary_table(metrics: dict[str, Any], wall: float) -> Table:
         ("MMD² after alignment", metrics.get("mmd2_after")),
         ("effective sample size", metrics.get("ess")),
         (f"aligned {item} written", metrics.get("aligned")),
+        ("LLM model", _model(metrics)),
         ("LLM calls (attributes, samples)", llm_calls(metrics)),
         ("LLM cost", format_cell(metrics.get("llm_cost")) if _priced(metrics) else "not priced"),
         ("stage seconds", metrics.get("seconds")),

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from synalign.backends.llm.base import LLM, Completion, Request, SamplingParams
+from synalign.backends.llm.base import LLM, Completion, Request, SamplingParams, model_digest
 from synalign.lar.filters import SampleFilter
 from synalign.lar.prompts import (
     ParsedSample,
@@ -210,6 +210,7 @@ class LatentAttributeGenerator:
                 "attributes": attrs,
                 "backend": self.llm.backend,
                 "model": self.llm.model,
+                **model_digest(self.llm),
                 "prompt_family": self.family.name,
                 "sampling": request.params.as_dict(),
             }

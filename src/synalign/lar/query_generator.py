@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from synalign.backends.llm.base import LLM, Request, SamplingParams
+from synalign.backends.llm.base import LLM, Request, SamplingParams, model_digest
 from synalign.lar.filters import SampleFilter, normalise
 from synalign.lar.generator import stable_seed
 from synalign.lar.prompts.queries import QueryPromptFamily, QuerySpec, measured_query_attributes
@@ -151,6 +151,7 @@ class QueryGenerator:
                 "attributes": attrs_of.get(cluster.index) or {},
                 "backend": self.llm.backend,
                 "model": self.llm.model,
+                **model_digest(self.llm),
                 "prompt_family": self.family.name,
                 "sampling": requests[pos].params.as_dict(),
             }

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from synalign.backends.embed.embedders import CachedEmbedder, Embedder, SentenceTransformerEmbedder
-from synalign.backends.llm.base import LLM, SamplingParams
+from synalign.backends.llm.base import LLM, SamplingParams, model_digest
 from synalign.backends.llm.cache import CachedLLM, ResponseCache
 from synalign.config import RunConfig
 from synalign.lar.generator import LatentAttributeGenerator
@@ -114,6 +114,8 @@ def stage_usage(config: RunConfig, llm: CachedLLM) -> dict[str, Any]:
     usage = llm.reset_usage()
     c = config.llm
     return {
+        "model": llm.model,
+        **model_digest(llm),
         "llm": usage.as_dict(),
         "cost": usage.cost(c.price_input_per_million, c.price_output_per_million),
     }

@@ -347,6 +347,8 @@ def report(p: Pipeline) -> dict[str, Any]:
         "accepted": gen.get("accepted"),
         "rejected": gen.get("rejected"),
         "aligned": state.get("align", {}).get("aligned"),
+        "model": gen.get("model"),
+        "model_sha256": gen.get("model_sha256"),
         "llm_usage": {s: state.get(s, {}).get("llm") for s in ("describe", "generate")},
         "llm_cost": {s: state.get(s, {}).get("cost") for s in ("describe", "generate")},
         **{k: align_info[k] for k in ("bandwidth", "mmd2_before", "mmd2_after", "ess")},

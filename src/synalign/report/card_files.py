@@ -28,7 +28,7 @@ def _read(reader: Any, default: Any) -> Any:
 
 
 def _generators(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
-    keys = ("backend", "model", "prompt_family")
+    keys = ("backend", "model", "prompt_family", "model_sha256")
     seen = dict.fromkeys(tuple(str(r.get(k, "?")) for k in keys) for r in rows)
     return [dict(zip(keys, values, strict=True)) for values in seen]
 

@@ -31,6 +31,7 @@ COLUMNS = {
     "attributes": "what the LLM named in common for its cluster, and the measured length",
     "backend": "the LLM backend",
     "model": "the LLM that wrote it",
+    "model_sha256": "sha256 of the local model file that wrote it (local models only)",
     "prompt_family": "completion (base model) or chat (instruction model) prompts",
     "sampling": "the sampling settings of its request",
     "seed": "the run's seed",

@@ -113,6 +113,12 @@ def card_file_of(first_lines: list[str]) -> str | None:
 # ----- sections ------------------------------------------------------------------------
 
 
+def _digest(generator: dict[str, str]) -> str:
+    """ ", sha256 `...`" for a model file whose digest the samples recorded."""
+    digest = generator.get("model_sha256", "?")
+    return "" if digest in ("?", "") else f"; sha256 `{cell(digest)}`"
+
+
 def _model_names(facts: RunFacts) -> str:
     names = sorted({g.get("model", "") for g in facts.generators} - {""})
     return ", ".join(f"`{n}`" for n in names) or "an LLM"
@@ -213,7 +219,7 @@ def _making(facts: RunFacts, rows: Any, which: str, file_name: Any, fmt: Any) ->
     for g in facts.generators or [{}]:
         out.append(
             f"| LLM | `{cell(g.get('model', '?'))}` ({cell(g.get('backend', '?'))} backend, "
-            f"{cell(g.get('prompt_family', '?'))} prompts) |"
+            f"{cell(g.get('prompt_family', '?'))} prompts{_digest(g)}) |"
         )
     sampling = ", ".join(
         f"{k} {' / '.join(cell(v) for v in vs)}" for k, vs in facts.sampling.items()

@@ -24,6 +24,7 @@ from synalign.report.run_plots import plot_run_lengths, plot_run_projection, plo
 
 BASE_FIELDS = {
     *("id", "text", "label", "cluster", "demo_ids", "attributes", "backend", "model"),
+    "model_sha256",
     *("prompt_family", "sampling", "seed", "reason", "raw", "doc_id", "document", "weight"),
 }
 """Provenance every sample carries; any other number on a rejected row is a check score."""

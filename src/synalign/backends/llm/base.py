@@ -124,6 +124,13 @@ def can_score(llm: object) -> bool:
     return isinstance(inner, ContinuationScorer)
 
 
+def model_digest(llm: object) -> dict[str, str]:
+    """`{"model_sha256": ...}` when the backend knows its model file's digest (a local
+    model), else nothing: what a sample row records of the exact model that wrote it."""
+    digest = getattr(llm, "model_sha256", None)
+    return {"model_sha256": digest} if digest else {}
+
+
 def generate(
     llm: LLM, prompt: Prompt, params: SamplingParams, indices: Sequence[int]
 ) -> list[Completion]:

@@ -149,6 +149,10 @@ class CachedLLM:
         return self.llm.model
 
     @property
+    def model_sha256(self) -> str | None:
+        return getattr(self.llm, "model_sha256", None)
+
+    @property
     def has_chat_template(self) -> bool:
         return self.llm.has_chat_template
 

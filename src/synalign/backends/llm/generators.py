@@ -5,6 +5,7 @@ time: a model whose packages are missing is one line saying how to install them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib
 import importlib.util
@@ -103,6 +104,17 @@ def generator_path(name: str) -> Path:
 def sha256_of(path: Path) -> str:
     with path.open("rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def model_sha256(path: Path) -> str:
+    """The sha256 of a model file, read once per process while the file is unchanged."""
+    stat = path.stat()
+    return _cached_sha256(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_sha256(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_of(Path(path))
 
 
 def assemble(chunks: Sequence[Path], sha256: str, target: Path) -> Path:

@@ -17,7 +17,7 @@ from synalign.backends.llm.base import (
     generate,
     sample_seed,
 )
-from synalign.backends.llm.generators import bundled_model_path
+from synalign.backends.llm.generators import bundled_model_path, model_sha256
 from synalign.backends.llm.stream_decoder import Job, StreamDecoder, load_model
 from synalign.errors import ConfigError
 
@@ -72,6 +72,11 @@ class LlamaCppLLM:
     def model(self) -> str:
         path = self.model_path or Path("gemma-3-270m-q4_k_m.gguf")
         return path.name
+
+    @property
+    def model_sha256(self) -> str:
+        """The model file's sha256: what a run's samples were written by, exactly."""
+        return model_sha256(self.model_path or bundled_model_path())
 
     def _weights(self) -> Any:
         if self._model is None:

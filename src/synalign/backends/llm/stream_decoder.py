@@ -23,7 +23,9 @@ the batch:
   kernels round differently from their single-row ones.
 
 A prompt is always read in the same chunks from position 0, so its cells are the same
-bytes whichever sample, and whatever else, is decoded beside it.
+bytes whichever sample, and whatever else, is decoded beside it; and the whole chunks a new
+prompt shares with one kept in the context (the instructions and worked examples every
+prompt of a stage opens with) are copied rather than read again.
 """
 
 from __future__ import annotations
@@ -45,12 +47,16 @@ os.environ.setdefault("GGML_CPU_TILED_MM_FORCE", "1")
 # The sampler chain of llama-cpp-python's create_completion with its defaults
 # (repeat penalty 1.0 and typical-p 1.0 are no-ops; top-k 40 is not).
 _TOP_K = 40
-# Prompts are read in chunks of this many tokens.
-_CHUNK = 256
+# Prompts are read in chunks of this many tokens, always from position 0, so whole chunks
+# two prompts have in common are the same bytes and can be copied instead of read.
+_CHUNK = 64
 # Idle slots between active ones filled with a scratch token rather than split off.
 _GAP = 12
-# Prompts whose cells are kept: the one being sampled and the next one.
+# Prompts whose cells are kept: the one being sampled and the next one, and the last few
+# read before them, from which a new prompt may copy the chunks it shares (a stage's
+# prompts may rotate a few worked examples).
 _ROOTS = 2
+_DONORS = 4
 
 
 @dataclass(frozen=True)
@@ -111,7 +117,7 @@ class StreamDecoder:
         self.model = model
         self.n_seq = n_seq
         self._roots = n_seq + 1  # sequence n_seq is the scratch after the last slot
-        n_streams = self._roots + _ROOTS
+        n_streams = self._roots + _ROOTS + _DONORS + 1
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = n_ctx * n_streams
         params.n_batch = max(_CHUNK, n_seq + 1)
@@ -125,6 +131,8 @@ class StreamDecoder:
             self.context = _internals.LlamaContext(model=model, params=params, verbose=False)
         self.n_ctx = self.context.n_ctx() // n_streams
         self._memory = llama_cpp.llama_get_memory(self.context.ctx)
+        # a sliding-window cache may reuse a long prompt's early cells: share only below it
+        self._n_swa = int(llama_cpp.llama_model_n_swa(model.model))
         self._batch = llama_cpp.llama_batch_init(params.n_batch, 0, 1)
         self._piece = (ctypes.c_char * 64)()
 
@@ -193,27 +201,53 @@ class StreamDecoder:
     # ----- internals ------------------------------------------------------------------
 
     def _root(self, roots: dict[tuple[int, ...], _Root], upcoming: list[tuple[int, ...]]) -> _Root:
-        """The read root of `upcoming[0]`; roots of the next `_ROOTS` prompts are kept (a
-        prompt asked for again soon is not read twice), the others freed."""
+        """The read root of `upcoming[0]`. A new root copies the whole chunks it shares with
+        a kept root; roots of the next `_ROOTS` prompts are kept (a prompt asked for again
+        soon is not read twice), and the `_DONORS` used last of the others."""
         wanted: list[tuple[int, ...]] = []
         for tokens in upcoming:
             if tokens not in wanted:
                 wanted.append(tokens)
             if len(wanted) == _ROOTS:
                 break
-        for tokens in [t for t in roots if t not in wanted]:
-            self._llama_cpp.llama_memory_seq_rm(self._memory, roots.pop(tokens).seq, -1, -1)
         root = roots.get(upcoming[0])
         if root is None:
             used = {r.seq for r in roots.values()}
-            seq = next(s for s in range(self._roots, self._roots + _ROOTS) if s not in used)
-            root = roots[upcoming[0]] = _Root(seq, upcoming[0])
+            streams = range(self._roots, self._roots + _ROOTS + _DONORS + 1)
+            seq = next(s for s in streams if s not in used)
+            root = _Root(seq, upcoming[0])
+            self._share(root, list(roots.values()))
+            roots[upcoming[0]] = root
+        roots[upcoming[0]] = roots.pop(upcoming[0])  # most recently used last
+        donors = [t for t in roots if t not in wanted]
+        for tokens in donors[: max(0, len(donors) - _DONORS)]:
+            self._llama_cpp.llama_memory_seq_rm(self._memory, roots.pop(tokens).seq, -1, -1)
         body = root.tokens[:-1]
-        while not root.ready:  # always the same chunks from position 0
+        while not root.ready:
             chunk = body[root.read : root.read + _CHUNK]
             self._decode([(tok, root.read + i, root.seq, False) for i, tok in enumerate(chunk)])
             root.read += len(chunk)
         return root
+
+    def _share(self, root: _Root, kept: list[_Root]) -> None:
+        """Copies into `root` the longest run of whole chunks a kept root has read of the
+        same tokens."""
+        best, shared = None, 0
+        for other in kept:
+            if self._n_swa and other.read > self._n_swa:
+                continue
+            n = 0
+            limit = min(other.read, len(root.tokens) - 1)
+            while n < limit and other.tokens[n] == root.tokens[n]:
+                n += 1
+            n -= n % _CHUNK
+            if n > shared:
+                best, shared = other, n
+        if best is None:
+            return
+        self._llama_cpp.llama_memory_seq_cp(self._memory, best.seq, root.seq, -1, -1)
+        self._llama_cpp.llama_memory_seq_rm(self._memory, root.seq, shared, -1)
+        root.read = shared
 
     def _start(self, index: int, job: Job, root: _Root, slot: int) -> _Sample:
         """A new sample in `slot`: a copy of the root's cells, the last prompt token next."""

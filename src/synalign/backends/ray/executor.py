@@ -140,6 +140,10 @@ class RayLLM:
         return str(self._local.model)
 
     @property
+    def model_sha256(self) -> str | None:
+        return getattr(self._local, "model_sha256", None)
+
+    @property
     def has_chat_template(self) -> bool:
         if self.config.llm.backend == "openai":
             return bool(self._local.has_chat_template)
