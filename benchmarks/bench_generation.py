@@ -1,22 +1,23 @@
-"""Local generation throughput: the raw model against the generation stage, same prompts.
+"""Local generation against what the machine can do, for each named generator.
 
-Prompts: the completion prompts the generation stage writes for demonstration clusters of
-3 real rotten-tomatoes reviews (fixed seed), with an attribute line; every prompt is asked
-for `--samples` samples (temperature 0.9, top-p 0.95, min-p 0.05, stop at newline, at
-most 64 tokens), the bundled Gemma 3 270M model, all cores.
+Prompts: the prompts the generation stage writes for demonstration clusters of 3 real
+rotten-tomatoes reviews (fixed seed) with an attribute line, in the model's prompt family
+(completion prompts for Gemma 3 270M, chat prompts for Qwen2.5-Coder-1.5B, as `auto`
+picks); every prompt is asked for `--samples` samples (temperature 0.9, top-p 0.95, min-p
+0.05, at most 64 tokens per sample), all cores.
 
-Measured, each on the same prompts and seeds:
-- llama-cpp-python `Llama.create_completion`, one sample per call: with `reset()` before
-  every call (the prompt is read in full each time) and without (llama-cpp-python keeps
-  the common prefix of consecutive prompts);
-- SynAlign's `SharedPrefixDecoder` alone: one sequence at a time, and 8 sequences of the
-  same prompt decoded together;
-- the generation stage (`LatentAttributeGenerator.generate` through the response cache,
-  empty at the start) with `llm.parallel_samples` 1 and 8.
-Target: the stage's generated tokens per second within 10% of the decoder alone with the
-same number of sequences (the stage's own overhead: prompt building, caching, filtering).
+Measured for each model, on the same prompts and seeds, in one run:
+- the ceiling: llama.cpp decoding B independent sequences at once through its low-level
+  API (see `_ceiling.py`), generated tokens per second at the best width B;
+- llama-cpp-python one call at a time (`create_completion`, or `create_chat_completion`
+  for chat prompts, keeping the common prompt prefix between calls);
+- the generation stage: `LatentAttributeGenerator.generate` through an empty response
+  cache, with the default `llm.parallel_samples`; prompt reading, sampling, caching and
+  filtering included.
+Reported: the stage's generated tokens per second as a fraction of the ceiling (target at
+least 0.70) and its samples per second over llama-cpp-python's.
 
-    python benchmarks/bench_generation.py            # 12 prompts x 8 samples (~6 minutes)
+    python benchmarks/bench_generation.py            # 12 prompts x 8 samples, both models
     python benchmarks/bench_generation.py --quick    # 3 prompts x 4 samples
 """
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -33,21 +35,24 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _ceiling import decode_ceiling
 from _common import command, git_state, header, load, machine, now, write
 
-from synalign.backends.llm.base import SamplingParams, sample_seed
+from synalign.backends.llm.base import Prompt, SamplingParams, sample_seed
 from synalign.backends.llm.cache import CachedLLM, ResponseCache
-from synalign.backends.llm.llamacpp import LlamaCppLLM, bundled_model_path
-from synalign.backends.llm.shared_prefix import SharedPrefixDecoder, load_model
+from synalign.backends.llm.generators import generator_names, generator_path
+from synalign.backends.llm.llamacpp import LlamaCppLLM
 from synalign.io.corpora import draw_shots, load_split
 from synalign.lar.filters import SampleFilter
 from synalign.lar.generator import Cluster, LatentAttributeGenerator, stable_seed
-from synalign.lar.prompts import CompletionPrompts, TaskSpec
+from synalign.lar.prompts import TaskSpec, prompt_family
 
-OVERHEAD_TARGET = 0.10
+CEILING_TARGET = 0.70
+WIDTHS = [1, 8, 16, 32, 64]
 SEED = 0
 TASK = TaskSpec("movie review", {"fresh": "positive", "rotten": "negative"})
 ATTRIBUTES = {"tone": "warm, enthusiastic", "style": "short critic's verdict"}
+SAMPLING = SamplingParams(temperature=0.9, top_p=0.95, min_p=0.05, max_tokens=64)
 
 
 def clusters(n: int) -> list[Cluster]:
@@ -64,114 +69,129 @@ def clusters(n: int) -> list[Cluster]:
     return out
 
 
-def sampling(cluster: Cluster) -> SamplingParams:
-    """What the stage uses for this cluster (see LatentAttributeGenerator.generate)."""
-    return SamplingParams(
-        temperature=0.9,
-        top_p=0.95,
-        min_p=0.05,
-        max_tokens=64,
-        stop=("\n",),
-        seed=stable_seed(SEED, cluster.label, cluster.index, "samples"),
-    )
-
-
-def prompt_text(cluster: Cluster, k: int) -> str:
-    prompt = CompletionPrompts().samples(TASK, cluster.label, list(cluster.texts), ATTRIBUTES, k)
-    assert prompt.text is not None
-    return prompt.text
-
-
-def figures(seconds: float, tokens: int, samples: int, calls: int) -> dict[str, Any]:
+def figures(seconds: float, tokens: int, samples: int) -> dict[str, Any]:
     return {
-        "seconds": round(seconds, 3),
+        "seconds": round(seconds, 2),
         "generated_tokens": tokens,
         "samples": samples,
-        "calls": calls,
         "tokens_per_second": round(tokens / seconds, 2),
         "samples_per_second": round(samples / seconds, 3),
     }
 
 
-def raw_llama(cs: list[Cluster], k: int, threads: int, reset: bool) -> dict[str, Any]:
-    from llama_cpp import Llama
-
-    with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
-        llama = Llama(
-            model_path=str(bundled_model_path()),
-            n_ctx=2048,
-            n_threads=threads,
-            n_batch=512,
-            verbose=False,
-        )
-    tokens = samples = 0
-    start = time.perf_counter()
-    for c in cs:
-        p, text = sampling(c), prompt_text(c, k)
-        for i in range(k):
-            if reset:
-                llama.reset()
-            out = llama.create_completion(
-                prompt=text,
-                max_tokens=p.max_tokens,
-                temperature=p.temperature,
-                top_p=p.top_p,
-                min_p=p.min_p,
-                stop=list(p.stop),
-                seed=sample_seed(p.seed, i),
-            )
-            tokens += out["usage"]["completion_tokens"]
-            samples += 1
-    return figures(time.perf_counter() - start, tokens, samples, samples)
-
-
-def raw_decoder(cs: list[Cluster], k: int, threads: int, n_seq: int) -> dict[str, Any]:
-    decoder = SharedPrefixDecoder(
-        load_model(str(bundled_model_path())), n_ctx=2048, n_threads=threads, n_seq=n_seq
+def generator(llm: Any, family: Any, k: int, cs: list[Cluster]) -> LatentAttributeGenerator:
+    return LatentAttributeGenerator(
+        llm=llm,
+        family=family,
+        task=TASK,
+        samples_per_cluster=k,
+        sampling=SAMPLING,
+        sample_filter=SampleFilter().fit([t for c in cs for t in c.texts]),
+        seed=SEED,
     )
-    tokens = samples = calls = 0
-    texts: list[str] = []
-    start = time.perf_counter()
-    for c in cs:
-        p, text = sampling(c), prompt_text(c, k)
-        seeds = [sample_seed(p.seed, i) for i in range(k)]
-        for lo in range(0, k, n_seq):
-            out = decoder.complete(text, p, seeds[lo : lo + n_seq])
-            calls += 1
-            tokens += sum(o.completion_tokens for o in out)
-            samples += len(out)
-            texts += [o.text for o in out]
-    result = figures(time.perf_counter() - start, tokens, samples, calls)
-    result["texts"] = texts
-    return result
 
 
-def stage(cs: list[Cluster], k: int, threads: int, n_seq: int) -> dict[str, Any]:
-    llm = LlamaCppLLM(n_ctx=2048, n_threads=threads, parallel_samples=n_seq)
-    llm._completion_decoder()  # load outside the timed part, as the raw runs do
-    real = [t for c in cs for t in c.texts]
+def stage(path: str, family: Any, cs: list[Cluster], k: int, threads: int) -> dict[str, Any]:
+    llm = LlamaCppLLM(path, n_ctx=2048, n_threads=threads)
+    llm._stream_decoder()  # load outside the timed part, as the other runs do
     with tempfile.TemporaryDirectory() as tmp:
         cached = CachedLLM(llm, ResponseCache(Path(tmp) / "llm.sqlite"))
-        gen = LatentAttributeGenerator(
-            llm=cached,
-            family=CompletionPrompts(),
-            task=TASK,
-            samples_per_cluster=k,
-            sampling=SamplingParams(
-                temperature=0.9, top_p=0.95, min_p=0.05, max_tokens=64, stop=("\n",)
-            ),
-            sample_filter=SampleFilter().fit(real),
-            seed=SEED,
-        )
+        gen = generator(cached, family, k, cs)
         attributes = [{"cluster": c.index, "attributes": ATTRIBUTES} for c in cs]
         start = time.perf_counter()
         accepted, rejected = gen.generate(cs, attributes)
         seconds = time.perf_counter() - start
         usage = cached.usage
-        result = figures(seconds, usage.completion_tokens, usage.calls, -(-usage.calls // n_seq))
+        result = figures(seconds, usage.completion_tokens, len(accepted) + len(rejected))
+        result["prompt_tokens"] = usage.prompt_tokens
         result["accepted"], result["rejected"] = len(accepted), len(rejected)
         cached.cache.close()
+    result["parallel_samples"] = llm.parallel_samples
     return result
+
+
+def requests_of(family: Any, cs: list[Cluster], k: int) -> list[tuple[Prompt, SamplingParams]]:
+    """The (prompt, parameters) of every call the stage makes, in order."""
+    gen = generator(None, family, k, cs)
+    per_call = family.samples_per_call or k
+    sampling = SAMPLING
+    if per_call > 1:  # as the stage does: room for all samples of the call
+        sampling = SamplingParams(
+            temperature=SAMPLING.temperature,
+            top_p=SAMPLING.top_p,
+            min_p=SAMPLING.min_p,
+            max_tokens=SAMPLING.max_tokens * per_call + 16,
+        )
+    out = []
+    for c in cs:
+        prompt = family.samples(TASK, c.label, list(c.texts), ATTRIBUTES, k)
+        params = SamplingParams(
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            min_p=sampling.min_p,
+            max_tokens=sampling.max_tokens,
+            stop=family.stop,
+            seed=stable_seed(gen.seed, c.label, c.index, "samples"),
+        )
+        out += [(prompt, params)] * -(-k // per_call)
+    return out
+
+
+def one_call_at_a_time(
+    path: str, family: Any, cs: list[Cluster], k: int, threads: int
+) -> dict[str, Any]:
+    from llama_cpp import Llama
+
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
+        llama = Llama(model_path=path, n_ctx=2048, n_threads=threads, verbose=False)
+    tokens = samples = 0
+    seen: dict[Prompt, int] = {}
+    start = time.perf_counter()
+    for prompt, p in requests_of(family, cs, k):
+        index = seen[prompt] = seen.get(prompt, -1) + 1
+        kwargs: dict[str, Any] = {
+            "max_tokens": p.max_tokens,
+            "temperature": p.temperature,
+            "top_p": p.top_p,
+            "min_p": p.min_p,
+            "stop": list(p.stop) or None,
+            "seed": sample_seed(p.seed, index),
+        }
+        if prompt.messages is not None:
+            msgs = [{"role": r, "content": c} for r, c in prompt.messages]
+            out = llama.create_chat_completion(messages=msgs, **kwargs)
+        else:
+            out = llama.create_completion(prompt=prompt.text, **kwargs)
+        tokens += out["usage"]["completion_tokens"]
+        samples += family.samples_per_call or k
+    return figures(time.perf_counter() - start, tokens, samples)
+
+
+def measure(name: str, cs: list[Cluster], k: int, threads: int) -> dict[str, Any]:
+    path = str(generator_path(name))
+    probe = LlamaCppLLM(path)
+    family_name = "chat" if probe.has_chat_template else "completion"
+    family = prompt_family(family_name)
+    reqs = requests_of(family, cs, k)
+    lengths = []
+    for prompt, _ in reqs[:: max(1, len(reqs) // len(cs))]:
+        decoder = probe._stream_decoder()
+        lengths.append(len(probe._prompt_tokens(decoder, prompt)))
+    del probe
+    n_prompt = int(statistics.median(lengths))
+    out: dict[str, Any] = {"model": name, "prompt_family": family_name}
+    out["ceiling"] = decode_ceiling(path, n_prompt, 48, WIDTHS, threads)
+    print(f"{name}: ceiling {out['ceiling']}", flush=True)
+    out["llama_cpp_python"] = one_call_at_a_time(path, family, cs, k, threads)
+    print(f"{name}: llama-cpp-python {out['llama_cpp_python']}", flush=True)
+    out["stage"] = stage(path, family, cs, k, threads)
+    print(f"{name}: stage {out['stage']}", flush=True)
+    ceiling = out["ceiling"]["ceiling_tokens_per_second"]
+    out["stage_fraction_of_ceiling"] = round(out["stage"]["tokens_per_second"] / ceiling, 3)
+    out["stage_over_llama_cpp_python_samples_per_second"] = round(
+        out["stage"]["samples_per_second"] / out["llama_cpp_python"]["samples_per_second"], 2
+    )
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="3 prompts x 4 samples")
     parser.add_argument("--prompts", type=int, default=12)
     parser.add_argument("--samples", type=int, default=8)
+    parser.add_argument("--models", default=",".join(generator_names()))
     args = parser.parse_args(argv)
     n_prompts, k = (3, 4) if args.quick else (args.prompts, args.samples)
     threads = os.cpu_count() or 1
@@ -191,73 +212,44 @@ def main(argv: list[str] | None = None) -> int:
         "git": git_state(),
         "load_before": load(),
         "setting": {"prompts": n_prompts, "samples_per_prompt": k, "threads": threads},
-        "target_overhead": OVERHEAD_TARGET,
+        "target_fraction_of_ceiling": CEILING_TARGET,
+        "models": {},
     }
-    runs: dict[str, dict[str, Any]] = {}
-    plan = [
-        ("llama_cpp_python_reset", lambda: raw_llama(cs, k, threads, reset=True)),
-        ("llama_cpp_python", lambda: raw_llama(cs, k, threads, reset=False)),
-        ("decoder_1", lambda: raw_decoder(cs, k, threads, 1)),
-        ("stage_1", lambda: stage(cs, k, threads, 1)),
-        (f"decoder_{k}", lambda: raw_decoder(cs, k, threads, min(k, 8))),
-        (f"stage_{k}", lambda: stage(cs, k, threads, min(k, 8))),
-    ]
-    for name, run in plan:
-        runs[name] = run()
-        r = runs[name]
-        print(
-            f"{name:24s} {r['seconds']:7.1f} s  {r['generated_tokens']:5d} tok  "
-            f"{r['tokens_per_second']:6.1f} tok/s  {r['samples_per_second']:.2f} samples/s"
-        )
-    seq = min(k, 8)
-    same_texts = runs["decoder_1"].pop("texts") == runs[f"decoder_{k}"].pop("texts")
-    overhead = {
-        n: 1 - runs[f"stage_{n}"]["tokens_per_second"] / runs[f"decoder_{n}"]["tokens_per_second"]
-        for n in (1, seq)
-    }
+    for name in args.models.split(","):
+        try:
+            generator_path(name)
+        except Exception as exc:  # a generator that is not installed is reported, not run
+            report["models"][name] = {"skipped": str(exc)}
+            print(f"{name}: skipped ({exc})")
+            continue
+        report["models"][name] = measure(name, cs, k, threads)
     report["load_after"] = load()
-    report["runs"] = runs
-    report["stage_overhead"] = {str(n): round(v, 4) for n, v in overhead.items()}
-    report["decoder_1_and_batched_texts_identical"] = same_texts
-    base = runs["llama_cpp_python"]
-    speedup = runs[f"stage_{k}"]["samples_per_second"] / base["samples_per_second"]
-    prefix = (
-        runs["llama_cpp_python"]["samples_per_second"]
-        / runs["llama_cpp_python_reset"]["samples_per_second"]
-    )
-    report["stage_batched_vs_llama_cpp_python_samples_per_second"] = round(speedup, 3)
-    report["prefix_reuse_speedup"] = round(prefix, 3)
-    for n, v in overhead.items():
-        verdict = "pass" if v <= OVERHEAD_TARGET else "MISS"
-        print(f"stage overhead, {n} sequence(s): {100 * v:+.1f}% (target <= 10%: {verdict})")
-    print(f"prefix reuse (llama-cpp-python): {prefix:.2f}x samples/s")
-    print(f"stage with {seq} sequences vs llama-cpp-python one by one: {speedup:.2f}x samples/s")
-
-    md = header("Local generation throughput", report)
+    md = header("Local generation against the machine's ceiling", report)
     md += [
-        f"{n_prompts} prompts x {k} samples, {threads} threads, bundled Gemma 3 270M "
-        "(Q4_K_M), rotten-tomatoes demonstrations, at most 64 tokens, stop at newline.",
+        f"{n_prompts} prompts x {k} samples, {threads} threads, rotten-tomatoes "
+        "demonstrations, at most 64 tokens per sample. Ceiling: llama.cpp decoding B "
+        "sequences at once, no sampling (`benchmarks/_ceiling.py`).",
         "",
-        "| run | seconds | generated tokens | tokens/s | samples/s |",
-        "|---|---|---|---|---|",
+        "| model | ceiling tok/s (best B) | llama-cpp-python tok/s | stage tok/s | "
+        "stage / ceiling | stage / llama-cpp-python (samples/s) |",
+        "|---|---|---|---|---|---|",
     ]
-    for name, r in runs.items():
+    for name, m in report["models"].items():
+        if "skipped" in m:
+            md.append(f"| {name} | skipped: {m['skipped']} | | | | |")
+            continue
+        c, one, st = m["ceiling"], m["llama_cpp_python"], m["stage"]
+        verdict = "pass" if m["stage_fraction_of_ceiling"] >= CEILING_TARGET else "MISS"
         md.append(
-            f"| {name} | {r['seconds']:.1f} | {r['generated_tokens']} | "
-            f"{r['tokens_per_second']:.1f} | {r['samples_per_second']:.2f} |"
+            f"| {name} | {c['ceiling_tokens_per_second']} (B={c['best_width']}) | "
+            f"{one['tokens_per_second']} | {st['tokens_per_second']} | "
+            f"{m['stage_fraction_of_ceiling']:.2f} ({verdict}) | "
+            f"{m['stage_over_llama_cpp_python_samples_per_second']:.2f}x |"
         )
-    md += [
-        "",
-        *[
-            f"- Stage overhead with {n} sequence(s) (1 - stage tok/s / decoder tok/s): "
-            f"{100 * v:+.1f}% (target <= 10%: {'pass' if v <= OVERHEAD_TARGET else 'MISS'})"
-            for n, v in overhead.items()
-        ],
-        f"- Prefix reuse in llama-cpp-python (no reset vs reset): {prefix:.2f}x samples/s",
-        f"- Several samples per call: stage with {seq} sequences vs llama-cpp-python one "
-        f"sample per call: {speedup:.2f}x samples/s",
-        f"- Decoder texts identical with 1 and {seq} sequences: {same_texts}",
-    ]
+    md += ["", "Ceiling by width (generated tokens/s):", ""]
+    for name, m in report["models"].items():
+        if "ceiling" in m:
+            md.append(f"- {name}: {m['ceiling']['tokens_per_second']}")
     path = write("generation-quick" if args.quick else "generation", report, md)
     print(f"written: {path}")
     return 0
