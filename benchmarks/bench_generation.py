@@ -4,7 +4,8 @@ Prompts: the prompts the generation stage writes for demonstration clusters of 3
 rotten-tomatoes reviews (fixed seed) with an attribute line, in the model's prompt family
 (completion prompts for Gemma 3 270M, chat prompts for Qwen2.5-Coder-1.5B, as `auto`
 picks); every prompt is asked for `--samples` samples (temperature 0.9, top-p 0.95, min-p
-0.05, at most 64 tokens per sample), all cores.
+0.05, at most 64 tokens per sample), all cores. 32 prompts: a chat prompt asks for all its
+samples in one call, so the stage has as many sequences to decode at once as prompts.
 
 Measured for each model, on the same prompts and seeds, in one run:
 - the ceiling: llama.cpp decoding B independent sequences at once through its low-level
@@ -17,7 +18,7 @@ Measured for each model, on the same prompts and seeds, in one run:
 Reported: the stage's generated tokens per second as a fraction of the ceiling (target at
 least 0.70) and its samples per second over llama-cpp-python's.
 
-    python benchmarks/bench_generation.py            # 12 prompts x 8 samples, both models
+    python benchmarks/bench_generation.py            # 32 prompts x 4 samples, both models
     python benchmarks/bench_generation.py --quick    # 3 prompts x 4 samples
 """
 
@@ -198,8 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 prompts x 4 samples")
-    parser.add_argument("--prompts", type=int, default=12)
-    parser.add_argument("--samples", type=int, default=8)
+    parser.add_argument("--prompts", type=int, default=32)
+    parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--models", default=",".join(generator_names()))
     args = parser.parse_args(argv)
     n_prompts, k = (3, 4) if args.quick else (args.prompts, args.samples)
