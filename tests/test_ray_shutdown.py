@@ -30,14 +30,17 @@ NOUNS = ("script", "cast", "score", "ending", "story", "camera", "pace", "lead",
 
 class ReviewServer:
     """A loopback OpenAI-compatible endpoint that writes a different short review for
-    every request, fast and without a model."""
+    every request, fast and without a model; `delay` seconds before each answer."""
 
     def __init__(self) -> None:
         counter = itertools.count()
+        self.delay = 0.0
+        server = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("content-length") or 0))
+                time.sleep(server.delay)
                 n = next(counter)
                 a, b, c = (ADJECTIVES[(n * k) % len(ADJECTIVES)] for k in (1, 2, 5))
                 x, y = (NOUNS[(n * k + 3) % len(NOUNS)] for k in (1, 4))
@@ -168,7 +171,11 @@ def test_finished_run_leaves_no_ray_process(reviews: ReviewServer, tmp_path: Pat
 def test_interrupted_run_leaves_no_ray_process(reviews: ReviewServer, tmp_path: Path) -> None:
     start = time.monotonic()
     args = _args(tmp_path, reviews.base_url, "stopped")
-    proc, seen, exited = _run_and_watch(args, interrupt_when="ray::EmbedWorker")
+    reviews.delay = 3.0  # the LLM calls after the first embeddings outlast the interrupt
+    try:
+        proc, seen, exited = _run_and_watch(args, interrupt_when="ray::EmbedWorker")
+    finally:
+        reviews.delay = 0.0
     assert proc.returncode == 130, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and "interrupted" in proc.stderr
     gone = _assert_nothing_left(seen, exited)
