@@ -146,11 +146,19 @@ def main(argv: list[str] | None = None) -> int:
                 corpus, model, args.samples_per_label, judge, embed
             )
             print(f"{corpus} {model}: {m}", flush=True)
+            save(report, args.samples_per_label)
+    path = save(report, args.samples_per_label)
+    print(f"written: {path}")
+    return 0
+
+
+def save(report: dict[str, Any], per_label: int) -> Path:
+    """Writes what is measured so far (called after every corpus and generator)."""
     report["load_after"] = load()
     md = header("Label fidelity per local generator", report)
     md += [
         f"`synalign generate` on each bundled corpus's pool split, {SHOTS} shots and "
-        f"{args.samples_per_label} candidates per label, defaults otherwise; judge: logistic "
+        f"{per_label} candidates per label, defaults otherwise; judge: logistic "
         "regression on the bundled embedder's vectors of the whole pool.",
         "",
         "| corpus (judge accuracy on validation) | generator | judge agreement (all / "
@@ -165,10 +173,4 @@ def main(argv: list[str] | None = None) -> int:
                 f"{m['check_rejected']} | {m['flips_caught']} | {m['samples_per_second']} | "
                 f"{m['cpu_seconds_per_accepted']} |"
             )
-    path = write("generators", report, md)
-    print(f"written: {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    return write("generators", report, md)
