@@ -174,3 +174,7 @@ def save(report: dict[str, Any], per_label: int) -> Path:
                 f"{m['cpu_seconds_per_accepted']} |"
             )
     return write("generators", report, md)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
