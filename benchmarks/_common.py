@@ -132,6 +132,29 @@ def run_child(script: Path, args: list[str]) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def timed_command(argv: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run a command to the end; its wall and CPU seconds and the load around it. A failed
+    command stops the benchmark with its exit code and the end of its stderr."""
+    import resource
+    import time
+
+    before = load()
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - start
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(argv[:6])}...: exit {proc.returncode}\n{proc.stderr[-2000:]}")
+    cpu = cpu1.ru_utime - cpu0.ru_utime + cpu1.ru_stime - cpu0.ru_stime
+    return {
+        "seconds": round(seconds, 1),
+        "cpu_seconds": round(cpu, 1),
+        "load_before": before,
+        "load_after": load(),
+    }
+
+
 def verdict(value: float | None, target: float, higher_is_better: bool) -> str:
     if value is None:
         return "n/a"

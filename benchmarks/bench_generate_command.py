@@ -16,17 +16,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import command, git_state, header, load, machine, now, write
+from _common import command, git_state, header, load, machine, now, timed_command, write
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMAND = ["generate", "--dataset", "rotten-tomatoes", "--shots", "16"]
@@ -34,43 +32,21 @@ COMMAND = ["generate", "--dataset", "rotten-tomatoes", "--shots", "16"]
 
 def run(source: Path, runs_dir: Path, name: str, extra: list[str]) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(source)}
-    before = load()
-    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "synalign",
-            *COMMAND,
-            *extra,
-            "--runs-dir",
-            str(runs_dir),
-            "--name",
-            name,
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    seconds = time.perf_counter() - start
-    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if proc.returncode != 0:
-        raise SystemExit(f"{name}: exit {proc.returncode}\n{proc.stderr[-2000:]}")
+    argv = [sys.executable, "-m", "synalign", *COMMAND, *extra]
+    timing = timed_command([*argv, "--runs-dir", str(runs_dir), "--name", name], env)
     state = json.loads((runs_dir / name / "state.json").read_text())
     stages = {k: round(v.get("seconds", 0.0), 1) for k, v in state.get("stages", {}).items()}
     accepted = sum(1 for _ in (runs_dir / name / "synthetic.jsonl").open())
     rejected = sum(1 for _ in (runs_dir / name / "rejected.jsonl").open())
     return {
         "source": str(source),
-        "seconds": round(seconds, 1),
-        "cpu_seconds": round((cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime), 1),
+        "seconds": timing["seconds"],
+        "cpu_seconds": timing["cpu_seconds"],
         "stages": stages,
         "accepted": accepted,
         "rejected": rejected,
-        "load_before": before,
-        "load_after": load(),
+        "load_before": timing["load_before"],
+        "load_after": timing["load_after"],
     }
 
 

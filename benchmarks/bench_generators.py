@@ -26,10 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import command, git_state, header, load, machine, now, write
+from _common import command, git_state, header, load, machine, now, timed_command, write
 
 from synalign.backends.embed.embedders import SentenceTransformerEmbedder
 from synalign.backends.llm.generators import generator_names
@@ -60,20 +57,7 @@ def generate(corpus: str, model: str, per_label: int) -> dict[str, Any]:
         "--samples-per-label", str(per_label), "--model", model,
         "--runs-dir", str(RUNS), "--name", name,
     ]  # fmt: skip
-    before = load()
-    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
-    seconds = time.perf_counter() - start
-    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if proc.returncode != 0:
-        raise SystemExit(f"{name}: exit {proc.returncode}\n{proc.stderr[-2000:]}")
-    figures = {
-        "seconds": round(seconds, 1),
-        "cpu_seconds": round(cpu1.ru_utime - cpu0.ru_utime + cpu1.ru_stime - cpu0.ru_stime, 1),
-        "load_before": before,
-        "load_after": load(),
-    }
+    figures = timed_command(argv)
     figures_path.write_text(json.dumps(figures))
     return figures
 
