@@ -88,6 +88,7 @@ class _Sample:
     n_prompt: int
     feed: int  # the token decoded at the next step
     pos: int
+    stops: tuple[bytes, ...]
     tokens: list[int] = field(default_factory=list)
     text: bytes = b""
     finish: str = ""
@@ -259,6 +260,7 @@ class StreamDecoder:
             n_prompt=len(job.tokens),
             feed=job.tokens[-1],
             pos=len(job.tokens) - 1,
+            stops=tuple(s.encode("utf-8") for s in job.params.stop if s),
         )
 
     def _step(self, active: dict[int, _Sample], jobs: Sequence[Job]) -> list[tuple[int, _Sample]]:
@@ -291,8 +293,7 @@ class StreamDecoder:
                 continue
             sample.tokens.append(tok)
             sample.text += self._token_bytes(vocab, tok)
-            stops = [s.encode("utf-8") for s in params.stop if s]
-            hits = [sample.text.index(s) for s in stops if s in sample.text]
+            hits = [sample.text.index(s) for s in sample.stops if s in sample.text]
             if hits:
                 sample.text = sample.text[: min(hits)]
                 finished.append((slot, self._finish(sample, "stop")))
