@@ -246,10 +246,15 @@ def test_keyed_options_name_real_config_keys() -> None:
             "set `seed` (--seed) or `runs_dir` (--runs-dir) in the config",
         ),
         ("evaluate", "`seed` 3 failed", "`seed` (--seeds) 3 failed"),
+        (
+            "evaluate",
+            "llm.base_url is not an http(s) URL",
+            "llm.base_url (--base-url) is not an http(s) URL",
+        ),
         # already naming the flag, or not naming a key this command has a flag for
         ("generate", "the openai backend needs llm.model (--model NAME)", None),
         ("run", "config key 'data.shots': Input should be greater than 0", None),
-        ("evaluate", "llm.base_url is not an http(s) URL", None),
+        ("export", "llm.base_url is not an http(s) URL", None),
         ("align", "choose another run name (`name`)", None),
         # a key inside a longer name, a path, a --set or plain prose is not a mention
         ("generate", "llm.model_path /m.gguf: model file not found", None),

@@ -473,7 +473,10 @@ def test_validation_holds_out_part_of_the_pool_and_never_reads_a_test(tmp_path: 
         (["--dataset", "rotten-tomatoes", "--set", "explore.method=gp"], "--set explore.method"),
         (["--methods", "real", "--seeds", "0"], "--seeds"),
         (["--methods", "nope", "--dataset", "rotten-tomatoes"], "unknown method 'nope'"),
-        (["--dataset", "rotten-tomatoes", "--model", "bert"], "--model"),
+        (["--dataset", "rotten-tomatoes", "--classifier", "bert"], "--classifier"),
+        # --model is the LLM, as in generate and run
+        (["--dataset", "rotten-tomatoes", "--methods", "naive", "--model", "nope"], "(--model)"),
+        (["--dataset", "rotten-tomatoes", "--methods", "naive", "--llm", "openai"], "(--model)"),
         (["--train", "missing.csv", "--test", "missing.csv"], "--train"),
         (["--dataset", "rotten-tomatoes", "--curve", "1,lots"], "--curve '1,lots'"),
         (["--dataset", "rotten-tomatoes", "--curve", "-1"], "multiples must be positive"),

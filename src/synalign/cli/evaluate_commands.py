@@ -14,13 +14,17 @@ import typer
 
 from synalign.cli.console import err, out, quiet_libraries
 from synalign.cli.options import (
+    BaseUrlOption,
     ExecutorOption,
+    LLMOption,
+    ModelOption,
     NameOption,
     RayAddressOption,
     RunsDirOption,
     SetOption,
     executor_overrides,
     keyed,
+    llm_overrides,
 )
 from synalign.cli.tables import eval_table
 from synalign.errors import SynAlignError
@@ -101,22 +105,27 @@ def evaluate(
             help="Comma list of real, naive, synalign, no-esm, no-lar, no-check, llm-check "
             "(local model only), classifier-check, knn-check, fixed-check, no-sda, "
             "no-floor, joint, "
-            "resample, kmm, judge-check (with --judge), or 'all' ('real' is always "
+            "resample, kmm, imp-loss, judge-check (with --judge), or 'all' ('real' is always "
             "included). Each is described in the report."
         ),
     ] = "all",
-    model: Annotated[
+    classifier: Annotated[
         str,
         typer.Option(
-            "--model",
-            help="Downstream model: 'logreg' (logistic regression on frozen embeddings) or "
-            "'finetune' (fine-tunes MiniLM on the CPU). The LLM is set with --set llm.*.",
+            "--classifier",
+            help="Downstream classifier every method is trained and tested with: 'logreg' "
+            "(logistic regression on frozen embeddings), 'setfit' (SetFit: contrastive "
+            "fine-tuning of MiniLM, then a logistic head) or 'finetune' (MiniLM fine-tuned "
+            "end to end with a linear head). All run on the CPU.",
         ),
     ] = "logreg",
+    llm: LLMOption = None,
+    model: ModelOption = None,
+    base_url: BaseUrlOption = None,
     c: Annotated[
         float, typer.Option("--C", help="Logistic regression C, the same for every method.")
     ] = 1.0,
-    epochs: Annotated[int, typer.Option(help="Epochs for --model finetune.")] = 4,
+    epochs: Annotated[int, typer.Option(help="Epochs for --classifier finetune.")] = 4,
     test_per_label: Annotated[
         int | None, typer.Option(help="Test on at most this many texts per label; all if unset.")
     ] = None,
@@ -178,7 +187,11 @@ def evaluate(
             document_column=text_column, query_column=query_column,
             doc_id_column=doc_id_column, shots=32 if shots is None else shots, seeds=seeds,
             queries=queries, methods=methods, validation=validation,
-            overrides=[*(set_ or []), *executor_overrides(executor, ray_address)],
+            overrides=[
+                *(set_ or []),
+                *llm_overrides(llm, model, base_url),
+                *executor_overrides(executor, ray_address),
+            ],
         )  # fmt: skip
         return
     if task != "classification":
@@ -200,7 +213,7 @@ def evaluate(
             "seeds": parse_seeds(seeds),
             "samples_per_label": samples_per_label,
             "methods": parse_methods(methods, judge),
-            "model": model,
+            "classifier": classifier,
             "C": c,
             "finetune_epochs": epochs,
             "test_per_label": test_per_label,
@@ -208,7 +221,11 @@ def evaluate(
             "judge": judge,
             "validation": validation,
             "curve": parse_multiples(curve),
-            "overrides": [*(set_ or []), *executor_overrides(executor, ray_address)],
+            "overrides": [
+                *(set_ or []),
+                *llm_overrides(llm, model, base_url),
+                *executor_overrides(executor, ray_address),
+            ],
         },
         source=None,
     )

@@ -16,7 +16,7 @@ from synalign.evaluation.metrics import (
     distinct_n,
     fidelity_metrics,
 )
-from synalign.evaluation.models import FineTuneClassifier, LogRegClassifier
+from synalign.evaluation.models import FineTuneClassifier, LogRegClassifier, SetFitClassifier
 from synalign.evaluation.runner import Evaluation, evaluate
 from synalign.evaluation.settings import EvalConfig, load_eval_config
 
@@ -30,6 +30,7 @@ __all__ = [
     "FineTuneClassifier",
     "LogRegClassifier",
     "Method",
+    "SetFitClassifier",
     "cosine_diversity",
     "coverage_curve",
     "distinct_n",

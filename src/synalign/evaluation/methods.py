@@ -21,7 +21,7 @@ VARIANTS: dict[str, tuple[str, bool]] = {
 }
 """Generation variant -> (explore.method, generate.attributes)."""
 
-Weighting = Literal["none", "uniform", "mmd", "kmm"]
+Weighting = Literal["none", "uniform", "mmd", "kmm", "imp"]
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,10 @@ class Method:
             parts.append("equal weights")
         elif self.weighting == "kmm":
             parts.append("kernel mean matching")
+        elif self.weighting == "imp":
+            parts.append(
+                "IMP-Loss weights (real-shot classifier's P(y|x) over the synthetic set's own)"
+            )
         else:
             floor = s["ess_floor"]
             parts.append(
@@ -124,6 +128,9 @@ METHODS: tuple[Method, ...] = (
     Method("joint", _GP, "mmd", (("scope", "joint"),)),
     Method("resample", _GP, "mmd", (("use", "resample"),)),
     Method("kmm", _GP, "kmm"),
+    # IMP-Loss (Kuo et al., ICLR 2025) on the same generated set: its own quality checker
+    # takes the place of the label check.
+    Method("imp-loss", _GP, "imp", _NO_CHECK),
     # Not a method: the measurement judge as the label check, an upper bound on what a
     # label check can add (needs --judge; it has seen the whole training pool).
     Method("judge-check", _GP, "mmd", (("label_check", "judge"),)),

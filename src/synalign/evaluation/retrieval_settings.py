@@ -183,7 +183,7 @@ class RetrievalEvalConfig:
             "data": data,
             "retrieval": retrieval,
         }
-        config = build_config(raw, self.overrides, source="--set")
+        config = build_config(raw, self.overrides, source="command-line options")
         updates: dict[str, Any] = {} if keep_check else {"check": "none"}
         if variant is not None:
             explore_method, attributes = VARIANTS[variant]

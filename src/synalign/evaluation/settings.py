@@ -39,7 +39,7 @@ class EvalConfig(BaseModel):
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4], min_length=1)
     samples_per_label: int = Field(160, gt=0)
     methods: list[str] = Field(default_factory=lambda: parse_methods("all"))
-    model: Literal["logreg", "finetune"] = "logreg"
+    classifier: Literal["logreg", "finetune", "setfit"] = "logreg"
     C: float = Field(1.0, gt=0)
     finetune_epochs: int = Field(4, gt=0)
     test_per_label: int | None = Field(None, gt=0)
@@ -86,6 +86,10 @@ class EvalConfig(BaseModel):
                 raise ConfigError(
                     f"--set {key}: the evaluation sets this itself ({RESERVED_KEYS[key]})"
                 )
+        if self.variants():
+            from synalign.backends.llm.factory import check_llm_config
+
+            check_llm_config(self.run_config(self.seeds[0]).llm)
 
     def variants(self) -> list[str]:
         """Generation variants the chosen methods need, in a fixed order."""
@@ -130,7 +134,7 @@ class EvalConfig(BaseModel):
             "data": data,
             "generate": {"samples_per_label": self.samples_per_label},
         }
-        config = build_config(base, self.overrides, source="--set")
+        config = build_config(base, self.overrides, source="command-line options")
         g = config.generate
         g.samples_per_label = self.generation_budget(variant, g.samples_per_cluster)
         if variant is not None:

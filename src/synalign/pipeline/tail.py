@@ -16,7 +16,7 @@ import numpy as np
 from synalign.errors import ConfigError
 from synalign.lar.label_check.embedding import LabelCheck
 
-WEIGHTINGS = ("mmd", "uniform", "kmm")
+WEIGHTINGS = ("mmd", "uniform", "kmm", "imp")
 
 
 def _as_list(values: Sequence[Any]) -> list[Any]:
@@ -134,8 +134,9 @@ def learn_weights(
     """Weights that match each label's kept synthetic rows to its real rows.
 
     `mmd` is the method's aligner, `uniform` equal weights per label (no alignment), `kmm`
-    kernel mean matching. With `measure`, uniform weights still fit the aligner, so its
-    bandwidth, MMD² and effective sample sizes describe the unweighted set.
+    kernel mean matching, `imp` IMP-Loss's importance weights. With `measure`, uniform
+    weights still fit the aligner, so its bandwidth, MMD² and effective sample sizes
+    describe the unweighted set.
     """
     from synalign.sda.aligner import MMDAligner
     from synalign.sda.kernels import effective_sample_size, median_bandwidth
@@ -155,6 +156,11 @@ def learn_weights(
         bw = bandwidth or median_bandwidth(real.X, X_syn, seed=seed)
         w[idx] = KMMWeighter(bandwidth=bw).fit(X_syn, real.X, labels, real_labels).weights_
         return Weighting(w, bw)
+    if weighting == "imp":
+        from synalign.sda.importance import ImportanceWeighter
+
+        w[idx] = ImportanceWeighter().fit(X_syn, real.X, labels, real_labels).weights_
+        return Weighting(w, None)
     if weighting == "uniform" and not measure:
         w[idx] = uniform_weights(labels)
         return Weighting(w, None)

@@ -14,7 +14,7 @@ import numpy as np
 
 # The learned weightings whose weights the projection and the weight histogram show.
 PROJECTED = ("synalign", "no-lar", "no-esm", "kmm")
-WEIGHTED = ("synalign", "kmm")
+WEIGHTED = ("synalign", "kmm", "imp-loss")
 
 
 def _figure(width: float, height: float, ncols: int = 1) -> tuple[Any, Any]:

@@ -17,7 +17,16 @@ from synalign.report.stats import EvaluationResults
 
 def model_text(settings: dict[str, Any]) -> str:
     """The downstream model, fixed in advance for every method, in one sentence."""
-    if settings["model"] == "finetune":
+    classifier = settings.get("classifier", settings.get("model"))
+    if classifier == "setfit":
+        return (
+            "SetFit (the `setfit` library): the bundled all-MiniLM-L6-v2 fine-tuned on "
+            "contrastive pairs (20 of each kind per training text, batch 16, one epoch, "
+            "body lr 2e-5, cosine-similarity loss), then a logistic-regression head; a "
+            "sample's weight sets how often it enters the pairs and its weight in the "
+            "head's loss; fixed in advance"
+        )
+    if classifier == "finetune":
         return (
             "the bundled all-MiniLM-L6-v2 fine-tuned end to end with a linear head (cosine "
             f"logits × 20), AdamW (encoder lr 3e-5, head lr 3e-3), batch 16, "

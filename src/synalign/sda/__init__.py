@@ -1,6 +1,7 @@
 """Stage 3, distribution alignment (SDA): MMD weights that match synthetic to real."""
 
 from synalign.sda.aligner import ALL_LABEL, SCOPES, SOLVERS, MMDAligner
+from synalign.sda.importance import ImportanceWeighter
 from synalign.sda.kernels import effective_sample_size, median_bandwidth, mmd2, rbf_kernel
 from synalign.sda.kmm import KMMWeighter
 from synalign.sda.simplex import project_to_simplex
@@ -18,6 +19,7 @@ __all__ = [
     "ALL_LABEL",
     "SCOPES",
     "SOLVERS",
+    "ImportanceWeighter",
     "KMMWeighter",
     "MMDAligner",
     "counts_by_share",
