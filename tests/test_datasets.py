@@ -20,7 +20,10 @@ from synalign.records import Record
 
 def test_list_and_info() -> None:
     infos = {info.name: info for info in list_datasets()}
-    assert set(infos) == {"rotten-tomatoes", "bbc-news", "convention-speeches"}
+    assert set(infos) == {
+        "rotten-tomatoes", "bbc-news", "convention-speeches", "cfpb-complaints",
+        "disaster-messages",
+    }  # fmt: skip
     rt = dataset_info("rotten-tomatoes")
     assert rt.labels == ("fresh", "rotten")
     assert rt.label_descriptions == {"fresh": "positive", "rotten": "negative"}
@@ -29,7 +32,7 @@ def test_list_and_info() -> None:
     assert bbc.label_descriptions["tech"] == "technology"
     assert set(bbc.label_descriptions) == set(bbc.labels)
     assert bbc.item_name == "news article"
-    with pytest.raises(ConfigError, match="bbc-news, convention-speeches, rotten-tomatoes"):
+    with pytest.raises(ConfigError, match="bbc-news, cfpb-complaints, convention-speeches"):
         dataset_info("imdb")
     with pytest.raises(ConfigError):
         load_corpus("imdb")
@@ -92,6 +95,27 @@ def test_convention_speeches_corpus_and_speaker_split() -> None:
     assert load_split("convention-speeches", "test") == test  # fixed
 
 
+@pytest.mark.parametrize("name", ["cfpb-complaints", "disaster-messages"])
+def test_message_corpora(name: str) -> None:
+    """Every text once, under one label, cut near 60 words; every label big enough that
+    its test split holds at least 20 texts and its pool at least 64."""
+    records = load_corpus(name)
+    info = dataset_info(name)
+    assert len(records) == info.rows and len({r.id for r in records}) == len(records)
+    texts = [r.text for r in records]
+    assert len(set(texts)) == len(texts)
+    assert all(t == " ".join(t.split()) and 0 < len(t.split()) <= 60 for t in texts)
+    assert set(info.label_descriptions) == set(info.labels)
+    assert sorted(Counter(r.label for r in records)) == list(info.labels)
+    for split, floor in (("test", 20), ("pool", 64)):
+        assert min(Counter(r.label for r in load_split(name, split)).values()) >= floor
+    if name == "cfpb-complaints":
+        assert info.label_descriptions["credit_reporting"] == "credit reporting"
+        assert sum("XXXX" in t for t in texts) > len(texts) / 2  # redactions as published
+    else:
+        assert len(info.labels) == 14 and info.item_name == "disaster message"
+
+
 def test_bbc_text_cut_prefers_sentence_end() -> None:
     body = " ".join(["word"] * 45) + ". " + " ".join(["more"] * 60)
     text = bbc_text("Headline here\n\n" + body + "\n")
@@ -112,7 +136,9 @@ def test_corpus_is_cached_but_returns_fresh_lists() -> None:
     assert len(load_corpus("bbc-news")) == 2_225
 
 
-@pytest.mark.parametrize("name", ["rotten-tomatoes", "bbc-news"])
+@pytest.mark.parametrize(
+    "name", ["rotten-tomatoes", "bbc-news", "cfpb-complaints", "disaster-messages"]
+)
 def test_splits_disjoint_stratified_and_stable(name: str) -> None:
     train = load_split(name, "train")
     test = load_split(name, "test")
@@ -170,7 +196,10 @@ def test_draw_shots_on_a_real_split() -> None:
     assert Counter(r.label for r in shots) == dict.fromkeys(dataset_info("bbc-news").labels, 8)
 
 
-@pytest.mark.parametrize("name", ["rotten-tomatoes", "bbc-news", "convention-speeches"])
+@pytest.mark.parametrize(
+    "name",
+    ["rotten-tomatoes", "bbc-news", "convention-speeches", "cfpb-complaints", "disaster-messages"],
+)
 def test_pool_and_validation_divide_train(name: str) -> None:
     train = load_split(name, "train")
     pool, validation = load_split(name, "pool"), load_split(name, "validation")

