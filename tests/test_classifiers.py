@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -100,6 +101,17 @@ def test_evaluate_with_setfit_as_a_user_types_it(tmp_path: Path) -> None:
     assert 0.0 <= metrics["methods"]["real"]["macro_f1"]["mean"] <= 1.0
     assert "SetFit" in (tmp_path / "eval" / "report" / "report.md").read_text()
     assert sorted(os.listdir(tmp_path)) == ["eval"]  # no checkpoints beside it
+    # A re-run trains nothing again: the prediction is the cached one.
+    cache = tmp_path / "eval" / "cache" / "predictions.sqlite"
+    with sqlite3.connect(cache) as db:
+        db.execute("UPDATE predictions SET labels = ?", (json.dumps(["sport"] * 30),))
+    again = subprocess.run(
+        [*args, "--classifier", "setfit"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    rerun = json.loads((tmp_path / "eval" / "report" / "metrics.json").read_text())
+    assert rerun["methods"]["real"]["accuracy"]["mean"] == pytest.approx(0.2)  # 6 of 30
     bad = subprocess.run(
         [*args, "--classifier", "setfti", "--name", "bad"],
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,

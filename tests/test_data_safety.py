@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from synalign.errors import SynAlignError
+
 SCRIPT = Path(sys.executable).parent / "synalign"
 
 CONFIG = """
@@ -371,6 +373,16 @@ def test_an_evaluation_stays_in_its_own_folder(task: str, tmp_path: Path) -> Non
     one_line(typed(*common, "--seeds", "0,-2"), "--seeds", "4294967295")
     assert tree(mine) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
+    # A folder holding nothing but caches copied in from another evaluation is resumed.
+    from synalign.evaluation.folder import EvaluationFolder
+
+    copied = tmp_path / "copied" / "seed-0" / "gp-attr" / "cache" / "llm.sqlite"
+    copied.parent.mkdir(parents=True)
+    copied.write_bytes(b"")
+    EvaluationFolder(tmp_path / "copied").check_owned()
+    (tmp_path / "copied" / "notes.txt").write_text("mine\n")
+    with pytest.raises(SynAlignError, match="not a synalign evaluation folder"):
+        EvaluationFolder(tmp_path / "copied").check_owned()
 
 
 def test_evaluate_refuses_columns_with_a_bundled_dataset(tmp_path: Path) -> None:

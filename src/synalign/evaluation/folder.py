@@ -75,6 +75,9 @@ class EvaluationFolder:
             return
         if self.info_path.is_file() or self.results_dir.is_dir():
             return
+        files = [p for p in self.root.rglob("*") if not p.is_dir()]
+        if files and all(p.parent.name == "cache" and ".sqlite" in p.name for p in files):
+            return  # caches copied in from another evaluation: resumed, never replaced
         if any(self.root.iterdir()):
             raise SynAlignError(
                 f"{self.root} already holds files and is not a synalign evaluation folder; "

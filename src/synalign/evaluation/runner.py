@@ -35,6 +35,7 @@ from synalign.evaluation.label_check import LabelChecker
 from synalign.evaluation.methods import METHODS, VARIANTS, asks_scorer, method
 from synalign.evaluation.metrics import package_versions
 from synalign.evaluation.models import LogRegClassifier
+from synalign.evaluation.prediction_cache import PredictionCache
 from synalign.evaluation.seed import SeedContext, SeedRun
 from synalign.evaluation.settings import EvalConfig
 from synalign.progress import Reporter, SilentReporter
@@ -132,6 +133,7 @@ class Evaluation:
             checker=self._checker,
             scorer=scorer,
             test=test_set,
+            predictions=PredictionCache(self.folder.cache("predictions.sqlite")),
         )
         self._save_test_sample(test_set)
         self.llm_calls_ = 0

@@ -24,6 +24,7 @@ from synalign.evaluation.metrics import (
     length_distance,
 )
 from synalign.evaluation.models import make_classifier
+from synalign.evaluation.prediction_cache import PredictionCache, training_key
 from synalign.evaluation.settings import EvalConfig
 from synalign.lar.label_check.embedding import LabelCheck
 from synalign.lar.prompts import word_count
@@ -63,6 +64,7 @@ class MethodRuns:
         generated: dict[str, dict[str, Any]],
         checker: LabelChecker,
         scorer: bool,
+        predictions: PredictionCache | None = None,
     ) -> None:
         self.config = config
         self.base = base
@@ -73,6 +75,7 @@ class MethodRuns:
         self.generated = generated
         self.checker = checker
         self.scorer = scorer
+        self.predictions = predictions
         self._kept: dict[tuple[Any, ...], LabelCheck] = {}
         self._weights_of: dict[tuple[Any, ...], tuple[np.ndarray, float | None]] = {}
         self.align_bandwidth: dict[str, float] = {}
@@ -83,7 +86,8 @@ class MethodRuns:
         every row once (a judge scores each sample on its own) and is cut to the budget."""
         seed, shots = self.seed, self.shots
         if m.variant is None:
-            return score_method(self.config, seed, shots, self.test, None, None), None
+            real = score_method(self.config, seed, shots, self.test, None, None, self.predictions)
+            return real, None
         settings = m.settings(self.base, self.scorer)
         whole = self.full[m.variant]
         check_key = (
@@ -117,7 +121,7 @@ class MethodRuns:
         if used_bw is not None:
             self.align_bandwidth.setdefault(m.variant, used_bw)
         s = {**s, "use": settings["use"], "keep": keep}
-        out = score_method(self.config, seed, shots, self.test, s, w)
+        out = score_method(self.config, seed, shots, self.test, s, w, self.predictions)
         out["label_check_threshold"] = self._kept[check_key].threshold
         return out, w
 
@@ -129,10 +133,12 @@ def score_method(
     test: TestSet,
     s: dict[str, Any] | None,
     w: np.ndarray | None,
+    predictions: PredictionCache | None = None,
 ) -> dict[str, Any]:
     """Accuracy and macro-F1 on the test set of a classifier trained on the shots plus the
     kept synthetic rows `s` weighted by `w` (the shots alone when `s` is None), and the
-    distance and diversity of what it trained with."""
+    distance and diversity of what it trained with. A training `predictions` holds is
+    not repeated."""
     from sklearn.metrics import accuracy_score, f1_score
 
     X_shots, y_shots = shots.X, shots.y
@@ -150,12 +156,16 @@ def score_method(
         sw = np.concatenate([sw, tw[used]])
         texts = texts + [t for t, k in zip(s["texts"], used, strict=True) if k]
     clf = make_classifier(config, seed)
-    if clf.inputs == "texts":
-        clf.fit(texts, y.tolist(), sample_weight=sw)
-        pred = clf.predict(test.texts)
-    else:
-        clf.fit(X, y, sample_weight=sw)
-        pred = clf.predict(test.X)
+    on_texts = clf.inputs == "texts"
+    key = training_key(clf, texts, y.tolist(), sw, None if on_texts else X, test.texts)
+    pred = None if predictions is None else predictions.get(key)
+    if pred is None:
+        if on_texts:
+            pred = clf.fit(texts, y.tolist(), sample_weight=sw).predict(test.texts)
+        else:
+            pred = clf.fit(X, y, sample_weight=sw).predict(test.X)
+        if predictions is not None:
+            predictions.put(key, np.asarray(pred))
     out: dict[str, Any] = {
         "accuracy": float(accuracy_score(test.y, pred)),
         "macro_f1": float(f1_score(test.y, pred, average="macro")),

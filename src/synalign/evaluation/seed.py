@@ -31,6 +31,7 @@ from synalign.evaluation.label_check import LabelChecker
 from synalign.evaluation.methods import VARIANTS, method
 from synalign.evaluation.metrics import coverage_curve, demo_coverage, test_reference
 from synalign.evaluation.models import LogRegClassifier
+from synalign.evaluation.prediction_cache import PredictionCache
 from synalign.evaluation.scoring import MethodRuns
 from synalign.evaluation.settings import EvalConfig
 from synalign.progress import Reporter
@@ -52,6 +53,7 @@ class SeedContext:
     checker: LabelChecker
     scorer: bool
     test: TestSet
+    predictions: PredictionCache | None = None
 
 
 class SeedRun:
@@ -87,7 +89,10 @@ class SeedRun:
             v: take_rows(full[v], prefix_mask(g["synthetic"], g["demos"], main_clusters))
             for v, g in generated.items()
         }
-        runs = MethodRuns(c, base, seed, shots, ctx.test, full, generated, ctx.checker, ctx.scorer)
+        runs = MethodRuns(
+            c, base, seed, shots, ctx.test, full, generated, ctx.checker, ctx.scorer,
+            ctx.predictions,
+        )  # fmt: skip
         arrays = self._arrays(shots, syn)
         results: dict[str, Any] = {}
         for name in ctx.methods:

@@ -16,7 +16,8 @@ from typing import Any
 
 from synalign.errors import ConfigError, InputError
 from synalign.io import formats
-from synalign.io.corpora import _cut_at_sentence, bbc_articles
+from synalign.io.corpora import bbc_articles
+from synalign.io.corpus_text import cut_at_sentence
 from synalign.io.readers import LoadResult, read_records, records_from_rows
 from synalign.records import Record
 
@@ -302,7 +303,7 @@ def bbc_document(raw: str) -> tuple[str, str]:
     paragraphs = [p for p in _PARAGRAPH_BREAK.split(body) if p.strip()]
     words = " ".join(paragraphs[1:] or paragraphs).split()
     floor = BBC_DOCUMENT_WORDS - _SENTENCE_WINDOW
-    return " ".join(headline.split()), _cut_at_sentence(words, BBC_DOCUMENT_WORDS, floor)
+    return " ".join(headline.split()), cut_at_sentence(words, BBC_DOCUMENT_WORDS, floor)
 
 
 @functools.lru_cache(maxsize=1)
