@@ -34,6 +34,8 @@ from _common import RESULTS, command, git_state, machine, now, write
 
 CORPORA = "rotten-tomatoes,convention-speeches,bbc-news,cfpb-complaints,disaster-messages"
 METHODS = ["real", "naive", "synalign", "imp-loss"]
+# The paper's ablations, run with --ablations for the generator and classifier that win.
+ABLATIONS = ["real", "synalign", "no-esm", "no-lar", "no-check", "no-sda"]
 CLASSIFIERS = "logreg,setfit"
 SHOTS = 16
 # Candidates per label: 3 x K, a point of the budget curve the logistic-regression
@@ -43,8 +45,15 @@ BUDGET = 48
 SEED_FILES = RESULTS / "setfit"
 
 
-def seed_file(corpus: str, generator: str, classifier: str, seed: int) -> Path:
-    return SEED_FILES / f"{corpus}__{generator}__{classifier}__seed-{seed}.json"
+def grid_part(args: argparse.Namespace) -> str:
+    """What sets this run apart from the main grid (K = 16, the main rows), in file names."""
+    return ("" if args.shots == SHOTS else f"__k{args.shots}") + (
+        "__ablations" if args.ablations else ""
+    )
+
+
+def seed_file(corpus: str, generator: str, classifier: str, seed: int, part: str = "") -> Path:
+    return SEED_FILES / f"{corpus}__{generator}__{classifier}{part}__seed-{seed}.json"
 
 
 def share_caches(runs: Path, corpus: str, generator: str, target: Path) -> None:
@@ -65,17 +74,17 @@ def run_seed(args: argparse.Namespace, corpus: str, generator: str, clf: str, se
     from synalign.progress import RichReporter
 
     runs = Path(args.runs_dir)
-    name = f"{corpus}--{generator}--{clf}"
+    name = f"{corpus}--{generator}--{clf}" + ("" if args.shots == SHOTS else f"--k{args.shots}")
     share_caches(runs, corpus, generator, runs / name)
     config = EvalConfig(
         name=name,
         runs_dir=str(runs),
         dataset=corpus,
         validation=True,
-        shots=SHOTS,
+        shots=args.shots,
         seeds=[seed],
         samples_per_label=args.budget,
-        methods=METHODS,
+        methods=ABLATIONS if args.ablations else METHODS,
         classifier=clf,  # type: ignore[arg-type]
         curve=[],
         overrides=[f"llm.model={json.dumps(generator)}"],
@@ -90,6 +99,7 @@ def run_seed(args: argparse.Namespace, corpus: str, generator: str, clf: str, se
         "generator": generator,
         "classifier": clf,
         "seed": seed,
+        "shots": args.shots,
         "budget": args.budget,
         "date": now(),
         "seconds": round(time.perf_counter() - start, 1),
@@ -103,7 +113,8 @@ def run_seed(args: argparse.Namespace, corpus: str, generator: str, clf: str, se
         "generation": result.get("generation", {}),
     }
     SEED_FILES.mkdir(parents=True, exist_ok=True)
-    seed_file(corpus, generator, clf, seed).write_text(json.dumps(record, indent=2) + "\n")
+    path = seed_file(corpus, generator, clf, seed, grid_part(args))
+    path.write_text(json.dumps(record, indent=2) + "\n")
 
 
 def summarise(args: argparse.Namespace) -> None:
@@ -111,43 +122,54 @@ def summarise(args: argparse.Namespace) -> None:
     from synalign.report import format_delta, paired_stats
 
     records = [json.loads(p.read_text()) for p in sorted(SEED_FILES.glob("*.json"))]
-    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for r in records:
-        groups.setdefault((r["corpus"], r["generator"], r["classifier"]), []).append(r)
+        rows_run = ",".join(r["methods"])
+        key = (r["corpus"], r["generator"], r["classifier"], str(r.get("shots", SHOTS)), rows_run)
+        groups.setdefault(key, []).append(r)
     rows: dict[str, Any] = {}
     md = [
         "# SynAlign against SetFit and logistic regression, on validation splits",
         "",
         f"- Updated (UTC): {now()}; command: `{command('bench_setfit.py', sys.argv[1:])}`",
         f"- Commit: {git_state()['commit']}; machine: {machine()['cpus']} CPUs",
-        f"- K = {SHOTS} shots per label from each corpus's `pool` split, tested on its "
-        f"`validation` split (the test split is never read); {BUDGET} candidates per label "
-        "(3 x K); rows as in `synalign evaluate`: `real` (the shots alone), `naive`, "
-        "`synalign`, `imp-loss`.",
-        "- Cells: macro-F1 % mean over seeds; Δ: paired macro-F1 difference to `real` in "
-        "points [95% t-interval] (seeds won). Minutes: wall time per seed (generation, "
-        "label check and training), with the load average before it.",
-        "",
-        "| corpus | generator | classifier | seeds | real | naive Δ | synalign Δ | "
-        "imp-loss Δ | minutes per seed (load) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "- K shots per label from each corpus's `pool` split, tested on its `validation` "
+        f"split (the test split is never read); {BUDGET} candidates per label; rows as in "
+        "`synalign evaluate`: `real` (the shots alone), `naive`, `synalign`, `imp-loss`, "
+        "and the ablations where run.",
+        "- Cells: macro-F1 % mean over seeds for `real`; for every other row the paired "
+        "macro-F1 difference to `real` in points [95% t-interval] (seeds won). Minutes: wall "
+        "time per seed (generation, label check and training), with the 1-minute load "
+        "average before it.",
     ]
-    for (corpus, gen, clf), rs in sorted(groups.items()):
-        rs.sort(key=lambda r: r["seed"])
-        real = [r["methods"]["real"]["macro_f1"] for r in rs]
-        cells, entry = [], {"seeds": [r["seed"] for r in rs], "real": sum(real) / len(real)}
-        for m in METHODS[1:]:
-            deltas = [r["methods"][m]["macro_f1"] - r["methods"]["real"]["macro_f1"] for r in rs]
-            entry[m] = paired_stats(deltas)
-            cells.append(format_delta(entry[m]))
-        minutes = sum(r["seconds"] for r in rs) / len(rs) / 60
-        load = sum(r["load_before"][0] for r in rs) / len(rs)
-        rows[f"{corpus}/{gen}/{clf}"] = entry
-        md.append(
-            f"| {corpus} | {gen} | {clf} | {len(rs)} | {100 * entry['real']:.1f} | "
-            + " | ".join(cells)
-            + f" | {minutes:.1f} ({load:.1f}) |"
-        )
+    for rows_run in sorted({k[4] for k in groups}, key=len):
+        names = rows_run.split(",")[1:]
+        md += [
+            "",
+            "| corpus | generator | classifier | K | seeds | real | "
+            + " | ".join(f"{n} Δ" for n in names)
+            + " | minutes per seed (load) |",
+            "|---|---|---|---|---|---|" + "---|" * len(names) + "---|",
+        ]
+        for key in sorted(k for k in groups if k[4] == rows_run):
+            rs = sorted(groups[key], key=lambda r: r["seed"])
+            real = [r["methods"]["real"]["macro_f1"] for r in rs]
+            entry: dict[str, Any] = {"seeds": [r["seed"] for r in rs]}
+            entry["real"] = sum(real) / len(real)
+            cells = []
+            for m in names:
+                deltas = [r["methods"][m]["macro_f1"] - x for r, x in zip(rs, real, strict=True)]
+                entry[m] = paired_stats(deltas)
+                cells.append(format_delta(entry[m]))
+            minutes = sum(r["seconds"] for r in rs) / len(rs) / 60
+            load = sum(r["load_before"][0] for r in rs) / len(rs)
+            rows["/".join(key[:4]) + "/" + rows_run] = entry
+            md.append(
+                f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {len(rs)} | "
+                f"{100 * entry['real']:.1f} | "
+                + " | ".join(cells)
+                + f" | {minutes:.1f} ({load:.1f}) |"
+            )
     write("setfit", {"rows": rows, "seed_files": len(records)}, md)
 
 
@@ -158,13 +180,15 @@ def main() -> None:
     parser.add_argument("--classifiers", default=CLASSIFIERS)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--budget", type=int, default=BUDGET)
+    parser.add_argument("--shots", type=int, default=SHOTS)
+    parser.add_argument("--ablations", action="store_true", help="rows: " + ",".join(ABLATIONS))
     parser.add_argument("--runs-dir", default="runs/bench-setfit")
     args = parser.parse_args()
     for seed in range(args.seeds):
         for corpus in args.corpora.split(","):
             for generator in args.generators.split(","):
                 for clf in args.classifiers.split(","):
-                    if seed_file(corpus, generator, clf, seed).exists():
+                    if seed_file(corpus, generator, clf, seed, grid_part(args)).exists():
                         continue
                     print(f"== seed {seed} · {corpus} · {generator} · {clf}", flush=True)
                     run_seed(args, corpus, generator, clf, seed)
