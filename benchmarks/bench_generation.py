@@ -45,7 +45,7 @@ from synalign.backends.llm.generators import generator_names, generator_path
 from synalign.backends.llm.llamacpp import LlamaCppLLM
 from synalign.io.corpora import draw_shots, load_split
 from synalign.lar.filters import SampleFilter
-from synalign.lar.generator import Cluster, LatentAttributeGenerator, stable_seed
+from synalign.lar.generator import Cluster, LatentAttributeGenerator
 from synalign.lar.prompts import TaskSpec, prompt_family
 
 CEILING_TARGET = 0.70
@@ -113,29 +113,9 @@ def stage(path: str, family: Any, cs: list[Cluster], k: int, threads: int) -> di
 
 def requests_of(family: Any, cs: list[Cluster], k: int) -> list[tuple[Prompt, SamplingParams]]:
     """The (prompt, parameters) of every call the stage makes, in order."""
-    gen = generator(None, family, k, cs)
-    per_call = family.samples_per_call or k
-    sampling = SAMPLING
-    if per_call > 1:  # as the stage does: room for all samples of the call
-        sampling = SamplingParams(
-            temperature=SAMPLING.temperature,
-            top_p=SAMPLING.top_p,
-            min_p=SAMPLING.min_p,
-            max_tokens=SAMPLING.max_tokens * per_call + 16,
-        )
-    out = []
-    for c in cs:
-        prompt = family.samples(TASK, c.label, list(c.texts), ATTRIBUTES, k)
-        params = SamplingParams(
-            temperature=sampling.temperature,
-            top_p=sampling.top_p,
-            min_p=sampling.min_p,
-            max_tokens=sampling.max_tokens,
-            stop=family.stop,
-            seed=stable_seed(gen.seed, c.label, c.index, "samples"),
-        )
-        out += [(prompt, params)] * -(-k // per_call)
-    return out
+    attributes = [{"cluster": c.index, "attributes": ATTRIBUTES} for c in cs]
+    requests = generator(None, family, k, cs).sample_requests(cs, attributes)
+    return [(r.prompt, r.params) for r in requests]
 
 
 def one_call_at_a_time(

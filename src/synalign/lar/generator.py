@@ -110,6 +110,29 @@ class LatentAttributeGenerator:
         per_call = self.family.samples_per_call or self.samples_per_cluster
         return len(clusters) * -(-self.samples_per_cluster // per_call)
 
+    def sample_requests(self, clusters: list[Cluster], attributes: list[dict]) -> list[Request]:
+        """The calls `generate` makes, in order: each cluster's prompt, with room for all
+        the samples a call writes, `n_calls` times (the call's index picks its seed)."""
+        attrs_of = {row["cluster"]: row["attributes"] for row in attributes}
+        k = self.samples_per_cluster
+        per_call = self.family.samples_per_call or k
+        n_calls = -(-k // per_call)
+        sampling = self.sampling
+        if per_call > 1:
+            # max_tokens is per sample; a call that writes several must have room for all
+            sampling = replace(sampling, max_tokens=sampling.max_tokens * per_call + 16)
+        requests: list[Request] = []
+        for cluster in clusters:
+            attrs = attrs_of.get(cluster.index) or None
+            prompt = self.family.samples(self.task, cluster.label, list(cluster.texts), attrs, k)
+            params = replace(
+                sampling,
+                stop=self.family.stop,
+                seed=stable_seed(self.seed, cluster.label, cluster.index, "samples"),
+            )
+            requests.extend(Request(prompt, params, i) for i in range(n_calls))
+        return requests
+
     def generate(
         self,
         clusters: list[Cluster],
@@ -132,20 +155,7 @@ class LatentAttributeGenerator:
         wanted = [min(per_call, k - i * per_call) for i in range(n_calls)]
         labels = {c.label for c in clusters} | set(self.task.label_descriptions)
         markers = self.family.echo_markers(self.task, labels)
-        sampling = self.sampling
-        if per_call > 1:
-            # max_tokens is per sample; a call that writes several must have room for all
-            sampling = replace(sampling, max_tokens=sampling.max_tokens * per_call + 16)
-        requests: list[Request] = []
-        for cluster in clusters:
-            attrs = attrs_of.get(cluster.index) or None
-            prompt = self.family.samples(self.task, cluster.label, list(cluster.texts), attrs, k)
-            params = replace(
-                sampling,
-                stop=self.family.stop,
-                seed=stable_seed(self.seed, cluster.label, cluster.index, "samples"),
-            )
-            requests.extend(Request(prompt, params, i) for i in range(n_calls))
+        requests = self.sample_requests(clusters, attributes)
         accepted: list[dict[str, Any]] = []
         rejected: list[dict[str, Any]] = []
         self.counts_: Counter[str] = Counter()
