@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -66,7 +66,12 @@ def share_caches(runs: Path, corpus: str, generator: str, target: Path) -> None:
             copy = target / cache.relative_to(source)
             if not copy.exists():
                 copy.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(cache, copy)
+                # SQLite's backup reads what the write-ahead log holds too; a file copy
+                # would miss every answer not yet checkpointed into the main file.
+                with sqlite3.connect(cache) as src, sqlite3.connect(copy) as dst:
+                    src.backup(dst)
+                src.close()
+                dst.close()
 
 
 def run_seed(args: argparse.Namespace, corpus: str, generator: str, clf: str, seed: int) -> None:
