@@ -32,7 +32,7 @@ def model_text(settings: dict[str, Any]) -> str:
     if classifier == "setfit":
         return (
             "SetFit (the `setfit` library): the bundled all-MiniLM-L6-v2 fine-tuned on "
-            "contrastive pairs (20 of each kind per training text, at most 500 batches of "
+            "contrastive pairs (20 of each kind per training text, at most 200 batches of "
             "16, one epoch, body lr 2e-5, cosine-similarity loss), then a logistic-regression "
             "head; a "
             "sample's weight sets how often it enters the pairs and its weight in the "
