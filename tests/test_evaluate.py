@@ -383,7 +383,7 @@ def test_report_renders_in_a_real_browser(evaluated: dict, tmp_path: Path) -> No
     body = shown.dom[shown.dom.index("<body") :]
     first = re.search(r"<p>(.*?)</p>", body, re.S)
     assert first and first.group(1).startswith("<code>synalign</code> ")
-    assert "<code>real</code> on macro-F1" in first.group(1) and "Data." not in first.group(1)
+    assert "(<code>real</code>) on macro-F1" in first.group(1) and "Data." not in first.group(1)
     assert shown.screenshot.shape == (2400, 1300) and shown.screenshot.std() > 10  # not blank
 
 
